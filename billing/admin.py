@@ -1,0 +1,6 @@
+from django.contrib import admin
+
+from billing.models import Account, DailyUsage, Hold, LedgerEntry, Purchase, RedemptionCode, ReconcileRun, UsageRecord
+
+for model in (Account, DailyUsage, Hold, LedgerEntry, Purchase, RedemptionCode, ReconcileRun, UsageRecord):
+    admin.site.register(model)

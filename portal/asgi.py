@@ -1,0 +1,29 @@
+"""The one ASGI application: ``/v1`` goes to the lean gateway (proxy.app), everything else to Django.
+
+Both doors share settings, models and services; one uvicorn command serves both.
+"""
+
+import os
+
+from django.conf import settings
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+django_app = get_asgi_application()
+if settings.DEBUG:
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    django_app = ASGIStaticFilesHandler(django_app)
+
+from proxy.app import app as gateway_app  # noqa: E402  (needs Django set up first)
+from proxy.app import lifespan  # noqa: E402
+
+
+async def application(scope, receive, send) -> None:
+    if scope["type"] == "http" and (scope["path"] == "/v1" or scope["path"].startswith("/v1/")):
+        await gateway_app(scope, receive, send)
+    elif scope["type"] == "lifespan":
+        await lifespan(receive, send)
+    else:
+        await django_app(scope, receive, send)

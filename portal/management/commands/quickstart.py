@@ -1,0 +1,31 @@
+import secrets
+
+from django.core.management.base import BaseCommand
+
+from portal.models import User
+from portal.services import key_create, user_create
+
+DEMO_EMAIL = "demo@localhost"
+
+
+class Command(BaseCommand):
+    help = "First run only: create the demo account (staff) and an API key, and print both once."
+
+    def handle(self, *args, **options):
+        if User.objects.filter(email=DEMO_EMAIL).exists():
+            self.stdout.write(
+                f"The demo account {DEMO_EMAIL} exists; its key was printed on the first run. "
+                f"Mint another with: .venv/bin/python manage.py mint_key {DEMO_EMAIL}"
+            )
+            return
+        password = secrets.token_urlsafe(12)
+        user = user_create(email=DEMO_EMAIL, password=password, is_staff=True)
+        _, raw = key_create(owner=user, name="quickstart")
+        self.stdout.write(
+            "\n".join([
+                "Demo account created (shown once, store it now):",
+                f"  dashboard and admin login: {DEMO_EMAIL} / {password}",
+                f"  API key:                   {raw}",
+                "  try: curl http://127.0.0.1:8000/v1/models -H 'Authorization: Bearer <API key>'",
+            ])
+        )

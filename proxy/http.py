@@ -1,0 +1,77 @@
+"""Plain-ASGI plumbing for the gateway: the incoming request, body reading, and response writing."""
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+
+from proxy import errors
+
+JSON = b"application/json"
+
+
+@dataclass(slots=True)
+class Incoming:
+    scope: dict
+    receive: object
+    send: object
+    request_id: uuid.UUID
+    started: float  # perf_counter at arrival
+    body: bytes = b""
+    headers_out: list[tuple[bytes, bytes]] = field(default_factory=list)  # added to whatever is sent
+    upstream_time: float = 0.0  # seconds spent waiting on the upstream, excluded from Server-Timing
+    response_started: bool = False
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    def common_headers(self) -> list[tuple[bytes, bytes]]:
+        overhead = (time.perf_counter() - self.started - self.upstream_time) * 1000
+        return [
+            (b"x-request-id", str(self.request_id).encode()),
+            (b"server-timing", b"gateway;dur=%.2f" % overhead),
+            *self.headers_out,
+        ]
+
+
+async def read_body(receive, scope: dict, limit: int) -> bytes:
+    """The whole request body, refusing (413) as soon as it passes ``limit`` bytes."""
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit() and int(value) > limit:
+            raise errors.request_too_large(limit)
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise errors.invalid_request("The client closed the connection before sending the body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise errors.request_too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def send_json(req: Incoming, status: int, payload: bytes, extra: list[tuple[bytes, bytes]] = ()) -> None:
+    headers = [(b"content-type", JSON), (b"content-length", str(len(payload)).encode())]
+    headers += req.common_headers()
+    headers += extra
+    req.response_started = True
+    await req.send({"type": "http.response.start", "status": status, "headers": headers})
+    await req.send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(req: Incoming, err: errors.ApiError) -> None:
+    if req.response_started:
+        return  # too late for a status; a stream reports its own errors in-band
+    extra = [(k.encode(), v.encode()) for k, v in err.headers.items()]
+    await send_json(req, err.status, err.render(), extra)
+
+
+def dumps(obj) -> bytes:
+    return orjson.dumps(obj)

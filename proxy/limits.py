@@ -1,0 +1,245 @@
+"""Per-key request limits, and the change counters that make revocation immediate.
+
+One atomic step per request checks the key's change counters, then checks and counts both windows:
+RPM is a sliding 60-second window (a sorted set of admission times), RPD is the UTC calendar day (a counter
+that expires by itself). With Redis the step is one Lua script, so limits are exact across processes and hosts.
+Without ``REDIS_URL`` an in-process twin with the same semantics serves a single process.
+
+Change counters: every write that changes a key or its owner bumps a counter (``key_changed`` and
+``user_changed``). A gateway caches key lookups together with the counters it saw, and the script refuses
+(``STALE``) when they differ, so the gateway reloads the key before admitting the request. A revoked key is
+therefore refused on the very next request in every process, without a database read per request.
+"""
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+
+WINDOW_MS = 60_000
+OK, RPM_EXCEEDED, RPD_EXCEEDED, STALE = 0, 1, 2, -1
+
+
+class LimiterUnavailable(Exception):
+    """The shared limiter can't be reached; the gateway answers 503 and charges nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """The outcome of one check, with everything the rate-limit headers need."""
+
+    verdict: int
+    rpm: int
+    rpd: int
+    used_rpm: int
+    used_rpd: int
+    retry_after: int = 0  # whole seconds until a slot frees, when refused
+    member: str = ""  # the admission's id, to refund it
+    catalog_version: int = 0  # rides along for free, so a catalog change is seen on the very next request
+
+    @property
+    def remaining_rpm(self) -> int:
+        return max(self.rpm - self.used_rpm, 0)
+
+    @property
+    def remaining_rpd(self) -> int:
+        return max(self.rpd - self.used_rpd, 0)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"x-ratelimit-limit-rpm", str(self.rpm).encode()),
+            (b"x-ratelimit-limit-rpd", str(self.rpd).encode()),
+            (b"x-ratelimit-remaining-rpm", str(self.remaining_rpm).encode()),
+            (b"x-ratelimit-remaining-rpd", str(self.remaining_rpd).encode()),
+        ]
+
+
+def day_stamp(now_ms: int) -> str:
+    return datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y%m%d")
+
+
+def seconds_to_midnight(now_ms: int) -> int:
+    now = datetime.fromtimestamp(now_ms / 1000, UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(math.ceil((midnight - now).total_seconds()), 1)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# KEYS: rpm zset, rpd counter, key counter, user counter, catalog counter.
+# ARGV: now_ms, rpm, rpd, key version, user version, member, day ttl, count (1) or peek (0).
+# Returns: verdict, used this minute, used today, the score of the slot that frees next, catalog version.
+_ADMIT_LUA = """
+local kv = redis.call('GET', KEYS[3]) or '0'
+local uv = redis.call('GET', KEYS[4]) or '0'
+local cv = tonumber(redis.call('GET', KEYS[5]) or '0')
+if kv ~= ARGV[4] or uv ~= ARGV[5] then return {-1, 0, 0, 0, cv} end
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+local used_m = redis.call('ZCARD', KEYS[1])
+local used_d = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[8] == '0' then return {0, used_m, used_d, 0, cv} end
+local rpm, rpd = tonumber(ARGV[2]), tonumber(ARGV[3])
+if used_d >= rpd then return {2, used_m, used_d, 0, cv} end
+if used_m >= rpm then
+  local slot = redis.call('ZRANGE', KEYS[1], used_m - rpm, used_m - rpm, 'WITHSCORES')
+  return {1, used_m, used_d, tonumber(slot[2]), cv}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[6])
+redis.call('PEXPIRE', KEYS[1], 60000)
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+return {0, used_m + 1, used_d + 1, 0, cv}
+"""
+
+_REFUND_LUA = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 and tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
+  redis.call('DECR', KEYS[2])
+end
+return 0
+"""
+
+
+CATALOG_VERSION = "isp:catalog:ver"
+
+
+def _names(key_id: int, user_id: int, day: str) -> list[str]:
+    # The hash tag keeps one key's names in one cluster slot.
+    k = f"isp:{{k{key_id}}}"
+    return [f"{k}:rpm", f"{k}:rpd:{day}", f"{k}:ver", f"isp:u{user_id}:ver", CATALOG_VERSION]
+
+
+def _quota(raw: list, rpm: int, rpd: int, now: int, member: str) -> Quota:
+    verdict, used_m, used_d, slot, catalog = (int(x) for x in raw)
+    retry = 0
+    if verdict == RPM_EXCEEDED:
+        retry = max(math.ceil((slot + WINDOW_MS - now) / 1000), 1)
+    elif verdict == RPD_EXCEEDED:
+        retry = seconds_to_midnight(now)
+    return Quota(verdict, rpm, rpd, used_m, used_d, retry, member if verdict == OK else "", catalog)
+
+
+class RedisLimiter:
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # Fail fast: a request waiting on a dead Redis should get its 503 quickly, and the next one retries.
+        self.redis = aioredis.Redis.from_url(
+            url, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 1), max_connections=64
+        )
+        self._admit = self.redis.register_script(_ADMIT_LUA)
+        self._refund = self.redis.register_script(_REFUND_LUA)
+
+    async def check(
+        self, *, key_id: int, user_id: int, versions: tuple[int, int], rpm: int, rpd: int, count: bool, token: str
+    ) -> Quota:
+        now = now_ms()
+        day = day_stamp(now)
+        member = f"{now}:{token}"  # the time prefix tells a refund which day to give back
+        args = [now, rpm, rpd, versions[0], versions[1], member, seconds_to_midnight(now) + 3600, int(count)]
+        try:
+            raw = await self._admit(keys=_names(key_id, user_id, day), args=args)
+        except Exception as exc:  # any Redis failure means the limiter is unavailable
+            raise LimiterUnavailable(str(exc)) from exc
+        return _quota(raw, rpm, rpd, now, member)
+
+    async def refund(self, *, key_id: int, user_id: int, quota: Quota) -> None:
+        names = _names(key_id, user_id, day_stamp(int(quota.member.split(":")[0])))
+        try:
+            await self._refund(keys=names[:2], args=[quota.member])
+        except Exception as exc:
+            raise LimiterUnavailable(str(exc)) from exc
+
+    async def versions(self, *, key_id: int, user_id: int) -> tuple[int, int]:
+        names = _names(key_id, user_id, "")
+        try:
+            kv, uv = await self.redis.mget(names[2], names[3])
+        except Exception as exc:
+            raise LimiterUnavailable(str(exc)) from exc
+        return int(kv or 0), int(uv or 0)
+
+    async def catalog_version(self) -> int:
+        try:
+            return int(await self.redis.get(CATALOG_VERSION) or 0)
+        except Exception as exc:
+            raise LimiterUnavailable(str(exc)) from exc
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+class LocalLimiter:
+    """The in-process twin of the Redis script, for a single process with no Redis."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # Django threads bump counters while the event loop reads them
+        self._minute: dict[int, deque[tuple[int, str]]] = {}
+        self._day: dict[tuple[int, str], int] = {}
+        self._versions: dict[str, int] = {}
+
+    def bump(self, name: str) -> None:
+        with self._lock:
+            self._versions[name] = self._versions.get(name, 0) + 1
+
+    async def check(
+        self, *, key_id: int, user_id: int, versions: tuple[int, int], rpm: int, rpd: int, count: bool, token: str
+    ) -> Quota:
+        now = now_ms()
+        member = f"{now}:{token}"
+        with self._lock:
+            catalog = self._versions.get("catalog", 0)
+            if versions != self._current(key_id, user_id):
+                return Quota(STALE, rpm, rpd, 0, 0, catalog_version=catalog)
+            window = self._minute.setdefault(key_id, deque())
+            while window and window[0][0] <= now - WINDOW_MS:
+                window.popleft()
+            day = (key_id, day_stamp(now))
+            used_m, used_d = len(window), self._day.get(day, 0)
+            if not count:
+                return Quota(OK, rpm, rpd, used_m, used_d, catalog_version=catalog)
+            if used_d >= rpd:
+                return _quota([RPD_EXCEEDED, used_m, used_d, 0, catalog], rpm, rpd, now, member)
+            if used_m >= rpm:
+                slot = window[used_m - rpm][0]
+                return _quota([RPM_EXCEEDED, used_m, used_d, slot, catalog], rpm, rpd, now, member)
+            window.append((now, member))
+            self._day[day] = used_d + 1
+            return Quota(OK, rpm, rpd, used_m + 1, used_d + 1, 0, member, catalog)
+
+    async def refund(self, *, key_id: int, user_id: int, quota: Quota) -> None:
+        with self._lock:
+            window = self._minute.get(key_id, deque())
+            for item in window:
+                if item[1] == quota.member:
+                    window.remove(item)
+                    day = (key_id, day_stamp(int(quota.member.split(":")[0])))
+                    self._day[day] = max(self._day.get(day, 0) - 1, 0)
+                    break
+
+    async def versions(self, *, key_id: int, user_id: int) -> tuple[int, int]:
+        with self._lock:
+            return self._current(key_id, user_id)
+
+    def _current(self, key_id: int, user_id: int) -> tuple[int, int]:
+        return self._versions.get(f"k{key_id}", 0), self._versions.get(f"u{user_id}", 0)
+
+    async def catalog_version(self) -> int:
+        return self._versions.get("catalog", 0)
+
+    async def close(self) -> None:
+        return None
+
+
+LOCAL = LocalLimiter()  # one per process; services bump it directly when there is no Redis
+
+
+def make_limiter() -> RedisLimiter | LocalLimiter:
+    return RedisLimiter(settings.REDIS_URL) if settings.REDIS_URL else LOCAL

@@ -1,0 +1,136 @@
+"""Everything one gateway process keeps between requests, created at startup and closed at shutdown."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+
+import aiohttp
+from django.conf import settings
+
+from proxy import errors
+from proxy.auth import KeyCache, KeyInfo, key_hash_from_header, load_key
+from proxy.db import run_db
+from proxy.limits import STALE, LimiterUnavailable, Quota, make_limiter
+from proxy.notify import versions_sync
+from proxy.routing import Catalog, Circuits, load_catalog
+
+log = logging.getLogger("proxy")
+
+
+class Gateway:
+    def __init__(self) -> None:
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.limiter = make_limiter()
+        # Without a shared limiter another process can't tell us about a change, so don't trust a cache long.
+        ttl = settings.KEY_CACHE_SECONDS if settings.REDIS_URL else min(settings.KEY_CACHE_SECONDS, 5.0)
+        self.keys = KeyCache(ttl)
+        self.catalog = Catalog({})
+        self.circuits = Circuits()
+        self.session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._limiter_was_down = False
+        self._catalog_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.catalog = await run_db(load_catalog, await self._catalog_version())
+        connector = aiohttp.TCPConnector(
+            limit=settings.UPSTREAM_POOL_SIZE, limit_per_host=settings.UPSTREAM_POOL_SIZE, keepalive_timeout=30
+        )
+        # No cookies, no proxies from the environment, no redirects (set per request): an upstream is an API.
+        self.session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=True
+        )
+        self._tasks.append(asyncio.create_task(self._watch_catalog(), name="catalog-watch"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.session:
+            await self.session.close()
+        await self.limiter.close()
+
+    async def _catalog_version(self) -> int:
+        try:
+            return await self.limiter.catalog_version()
+        except LimiterUnavailable:
+            return -1
+
+    async def _watch_catalog(self) -> None:
+        """Reload the snapshot every so often, for changes that bypassed the services (a raw SQL edit).
+
+        Changes made through the services are seen sooner: every limiter check returns the catalog's change
+        counter, and ``check`` reloads as soon as it moves.
+        """
+        while True:
+            await asyncio.sleep(settings.CATALOG_REFRESH_SECONDS)
+            try:
+                await self.reload_catalog(await self._catalog_version(), force=True)
+            except Exception:
+                log.exception("catalog reload failed; serving the previous snapshot")
+
+    async def reload_catalog(self, version: int, *, force: bool = False) -> None:
+        async with self._catalog_lock:  # one reload at a time; the requests that queued behind it reuse it
+            if force or self.catalog.version != version:
+                self.catalog = await run_db(load_catalog, version)
+
+    # --- who is calling, and may they ------------------------------------------------------------------------
+
+    async def key_for(self, authorization: str | None) -> tuple[str, KeyInfo]:
+        key_hash = key_hash_from_header(authorization)
+        info = self.keys.get(key_hash)
+        if info is None:
+            info = await self._load_key(key_hash)
+        refusal = info.refusal(time.time())
+        if refusal is not None:
+            raise refusal
+        return key_hash, info
+
+    async def _load_key(self, key_hash: str) -> KeyInfo:
+        info = await run_db(load_key, key_hash, versions_sync)
+        if info is None:
+            raise errors.invalid_api_key()
+        if info.refusal(time.time()) is None or info.revoked:
+            self.keys.put(key_hash, info)  # a revoked key stays revoked; other refusals may be lifted
+        return info
+
+    async def check(self, key_hash: str, info: KeyInfo, *, count: bool, token: str = "") -> tuple[KeyInfo, Quota]:
+        """Check (and with ``count``, take) a slot in the key's limits. A stale cache entry is reloaded first."""
+        for _ in range(3):
+            try:
+                quota = await self.limiter.check(
+                    key_id=info.id, user_id=info.user_id, versions=info.versions, rpm=info.rpm, rpd=info.rpd,
+                    count=count, token=token,
+                )  # fmt: skip
+            except LimiterUnavailable:
+                self._limiter_was_down = True
+                raise errors.service_unavailable(
+                    "The rate limiter is unavailable; nothing was charged. Please retry shortly.", retry_after=2
+                ) from None
+            if self._limiter_was_down:
+                # Changes made while the limiter was unreachable may not have bumped their counters.
+                self._limiter_was_down = False
+                self.keys.clear()
+            if quota.catalog_version != self.catalog.version:
+                await self.reload_catalog(quota.catalog_version)
+            if quota.verdict != STALE:
+                return info, quota
+            self.keys.forget(key_hash)
+            info = await self._load_key(key_hash)
+            refusal = info.refusal(time.time())
+            if refusal is not None:
+                raise refusal
+        raise errors.service_unavailable("The key is being changed; please retry.")
+
+
+GATEWAY: Gateway | None = None
+
+
+def gateway() -> Gateway:
+    assert GATEWAY is not None, "the gateway is started by the ASGI lifespan"
+    return GATEWAY
