@@ -23,7 +23,9 @@ class Account(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=models.Q(held__gte=0), name="account_held_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(held__gte=0), name="account_held_not_negative")
+        ]
 
     def __str__(self) -> str:
         return f"account of {self.user}"
@@ -52,7 +54,9 @@ class LedgerEntry(models.Model):
     )
     # A usage debit names its request; the unique constraint makes a second debit for one request impossible.
     request_id = models.UUIDField(null=True, blank=True, unique=True)
-    reference = models.CharField(max_length=128, null=True, blank=True, unique=True, help_text="Idempotency key")
+    reference = models.CharField(
+        max_length=128, null=True, blank=True, unique=True, help_text="Idempotency key"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -86,10 +90,14 @@ class UsageRecord(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     key = models.ForeignKey("portal.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
     model = models.ForeignKey("proxy.Model", on_delete=models.PROTECT, related_name="+")
-    provider = models.ForeignKey("proxy.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    provider = models.ForeignKey(
+        "proxy.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    tokens_estimated = models.BooleanField(default=False, help_text="Counted locally: the upstream sent no usage")
+    tokens_estimated = models.BooleanField(
+        default=False, help_text="Counted locally: the upstream sent no usage"
+    )
     cost = models.DecimalField(default=0, **MONEY)
     status = models.PositiveSmallIntegerField()
     error_code = models.CharField(max_length=64, blank=True)
@@ -125,8 +133,13 @@ class DailyUsage(models.Model):
 
     class Meta:
         verbose_name_plural = "daily usage"
-        constraints = [models.UniqueConstraint(fields=["user", "key", "model", "day"], name="daily_usage_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key", "model", "day"], name="daily_usage_unique")
+        ]
         indexes = [models.Index(fields=["user", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model_id}: {self.requests} requests"
 
 
 class Purchase(models.Model):
@@ -177,3 +190,6 @@ class ReconcileRun(models.Model):
 
     class Meta:
         ordering = ["-ran_at"]
+
+    def __str__(self) -> str:
+        return f"{self.ran_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'DRIFT'}"

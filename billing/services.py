@@ -36,4 +36,6 @@ def credits_grant(*, account: Account, amount: Decimal, reason: str, actor: User
     if not reason.strip():
         raise ValueError("a grant needs a reason")
     with transaction.atomic():
-        return ledger_post(account=account, kind=LedgerEntry.Kind.GRANT, amount=amount, memo=reason, actor=actor)
+        return ledger_post(
+            account=account, kind=LedgerEntry.Kind.GRANT, amount=amount, memo=reason, actor=actor
+        )

@@ -11,7 +11,7 @@ PREFIX = "sk-"
 MANAGEMENT_PREFIX = "sk-mgmt-"
 DISPLAY_CHARS = 12  # "sk-" plus 9 characters: enough to tell keys apart, far too few to guess the rest
 _TOKEN_BYTES = 32  # 256 bits of randomness
-_SHAPE = re.compile(r"^sk-(?:mgmt-)?[A-Za-z0-9_\-]{43}$")
+_SHAPE = re.compile(r"sk-(?:mgmt-)?[A-Za-z0-9_\-]{43}")
 
 
 def key_generate(*, management: bool = False) -> str:
@@ -29,7 +29,7 @@ def key_display_prefix(raw: str) -> str:
 
 def key_is_well_formed(raw: str) -> bool:
     """Cheap shape check, so garbage never reaches a cache or the database."""
-    return bool(_SHAPE.match(raw))
+    return _SHAPE.fullmatch(raw) is not None
 
 
 def key_is_management(raw: str) -> bool:

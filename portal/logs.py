@@ -4,7 +4,9 @@ import logging
 import re
 
 # sk- keys (ours and most providers'), bearer tokens, and Stripe-style secrets.
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|(Bearer\s+)\S+|((?:whsec|rk_live|sk_live|sk_test)_)\w+")
+_SECRET = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|(Bearer\s+)\S+|((?:whsec|rk_live|sk_live|sk_test)_)\w+"
+)
 
 
 def redact(text: str) -> str:

@@ -30,8 +30,12 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
     # Per-user limits override the site defaults; per-key limits override these.
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty = default")
-    rpd_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per day; empty = default")
+    rpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute; empty = default"
+    )
+    rpd_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per day; empty = default"
+    )
 
     objects = UserManager()
 
@@ -66,7 +70,9 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     disabled = models.BooleanField(default=False, help_text="A disabled key is refused until enabled again")
-    allowed_models = models.JSONField(default=list, blank=True, help_text="Model ids; empty allows every model")
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Model ids; empty allows every model"
+    )
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     rpd_limit = models.PositiveIntegerField(null=True, blank=True)
     spend_limit = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)

@@ -49,9 +49,10 @@ def _derived(purpose: str) -> bytes:
 # API keys are stored as HMAC-SHA256 under this secret. Changing it invalidates every key, so set it once.
 KEY_HASH_SECRET = env.str("KEY_HASH_SECRET", default="").encode() or _derived("api-key-hash")
 # Fernet key for provider secrets stored in the database.
-FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="") or base64.urlsafe_b64encode(
-    _derived("field-encryption")
-).decode()
+FIELD_ENCRYPTION_KEY = (
+    env.str("FIELD_ENCRYPTION_KEY", default="")
+    or base64.urlsafe_b64encode(_derived("field-encryption")).decode()
+)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -64,5 +64,3 @@ async def lifespan(receive, send) -> None:
                 await state.GATEWAY.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-

@@ -42,7 +42,9 @@ class KeyInfo:
         if not self.user_active:
             return errors.permission_denied("This account is disabled.", code="account_disabled")
         if self.management:
-            return errors.permission_denied("Management keys cannot call the inference API.", code="management_key")
+            return errors.permission_denied(
+                "Management keys cannot call the inference API.", code="management_key"
+            )
         return None
 
 
@@ -59,11 +61,7 @@ def load_key(key_hash: str, versions_of) -> KeyInfo | None:
     *before* the row, so a change committed after this read always shows up as a stale counter."""
     from portal.models import ApiKey
 
-    row = (
-        ApiKey.objects.filter(hash=key_hash)
-        .values_list("id", "owner_id")
-        .first()
-    )
+    row = ApiKey.objects.filter(hash=key_hash).values_list("id", "owner_id").first()
     if row is None:
         return None
     versions = versions_of(row[0], row[1])

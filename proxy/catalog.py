@@ -66,7 +66,7 @@ def _unknown(entry: dict, allowed: set[str], where: str) -> None:
 
 
 def _text(entry: dict, field: str, where: str, *, required: bool = True, default: str = "") -> str:
-    value = entry.get(field, None)
+    value = entry.get(field)
     if value is None:
         if required:
             raise CatalogError(f"{where}.{field}: is required")
@@ -80,7 +80,11 @@ def _number(entry: dict, field: str, where: str, default, *, kind=float, minimum
     value = entry.get(field, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and isinstance(value, float)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (kind is int and isinstance(value, float))
+    ):
         raise CatalogError(f"{where}.{field}: must be a {'whole ' if kind is int else ''}number")
     if value < minimum:
         raise CatalogError(f"{where}.{field}: must be at least {minimum}")
@@ -138,7 +142,9 @@ def _model(entry: dict, where: str) -> dict:
     _unknown(entry, _MODEL_FIELDS, where)
     routes = entry.get("routes")
     if not isinstance(routes, list) or not routes or not all(isinstance(r, dict) for r in routes):
-        raise CatalogError(f"{where}.routes: must be a non-empty array of {{ provider, upstream_model }} tables")
+        raise CatalogError(
+            f"{where}.routes: must be a non-empty array of {{ provider, upstream_model }} tables"
+        )
     return {
         "name": _text(entry, "id", where),
         "owned_by": _text(entry, "owned_by", where),
@@ -175,7 +181,9 @@ def _check_references(providers: list[dict], models: list[dict]) -> None:
         seen.add(model["name"])
         for j, route in enumerate(model["routes"]):
             if route["provider"] not in known:
-                raise CatalogError(f"models[{i}].routes[{j}].provider: no provider named '{route['provider']}'")
+                raise CatalogError(
+                    f"models[{i}].routes[{j}].provider: no provider named '{route['provider']}'"
+                )
 
 
 @transaction.atomic

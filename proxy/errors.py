@@ -56,7 +56,9 @@ def method_not_allowed(method: str, path: str) -> ApiError:
 
 
 def request_too_large(limit: int) -> ApiError:
-    return ApiError(413, "invalid_request_error", "request_too_large", f"The request body exceeds {limit} bytes.")
+    return ApiError(
+        413, "invalid_request_error", "request_too_large", f"The request body exceeds {limit} bytes."
+    )
 
 
 def rate_limited(message: str, *, retry_after: int, retry: bool) -> ApiError:

@@ -57,7 +57,9 @@ async def read_body(receive, scope: dict, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-async def send_json(req: Incoming, status: int, payload: bytes, extra: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(
+    req: Incoming, status: int, payload: bytes, extra: list[tuple[bytes, bytes]] = ()
+) -> None:
     headers = [(b"content-type", JSON), (b"content-length", str(len(payload)).encode())]
     headers += req.common_headers()
     headers += extra

@@ -133,13 +133,25 @@ class RedisLimiter:
 
         # Fail fast: a request waiting on a dead Redis should get its 503 quickly, and the next one retries.
         self.redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 1), max_connections=64
+            url,
+            socket_connect_timeout=0.5,
+            socket_timeout=1.0,
+            retry=Retry(NoBackoff(), 1),
+            max_connections=64,
         )
         self._admit = self.redis.register_script(_ADMIT_LUA)
         self._refund = self.redis.register_script(_REFUND_LUA)
 
     async def check(
-        self, *, key_id: int, user_id: int, versions: tuple[int, int], rpm: int, rpd: int, count: bool, token: str
+        self,
+        *,
+        key_id: int,
+        user_id: int,
+        versions: tuple[int, int],
+        rpm: int,
+        rpd: int,
+        count: bool,
+        token: str,
     ) -> Quota:
         now = now_ms()
         day = day_stamp(now)
@@ -190,7 +202,15 @@ class LocalLimiter:
             self._versions[name] = self._versions.get(name, 0) + 1
 
     async def check(
-        self, *, key_id: int, user_id: int, versions: tuple[int, int], rpm: int, rpd: int, count: bool, token: str
+        self,
+        *,
+        key_id: int,
+        user_id: int,
+        versions: tuple[int, int],
+        rpm: int,
+        rpd: int,
+        count: bool,
+        token: str,
     ) -> Quota:
         now = now_ms()
         member = f"{now}:{token}"

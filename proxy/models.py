@@ -18,8 +18,12 @@ class Provider(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OPENAI)
-    base_url = models.URLField(max_length=300, blank=True, help_text="For example https://api.deepseek.com/v1")
-    api_key_env = models.CharField(max_length=128, blank=True, help_text="Environment variable holding the secret")
+    base_url = models.URLField(
+        max_length=300, blank=True, help_text="For example https://api.deepseek.com/v1"
+    )
+    api_key_env = models.CharField(
+        max_length=128, blank=True, help_text="Environment variable holding the secret"
+    )
     api_key_encrypted = models.TextField(blank=True, editable=False)
     connect_timeout = models.FloatField(default=5.0, help_text="Seconds to open a connection")
     first_byte_timeout = models.FloatField(default=60.0, help_text="Seconds to wait for the first byte")
@@ -74,7 +78,9 @@ class Route(models.Model):
     class Meta:
         ordering = ["model", "priority", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["model", "provider", "upstream_model"], name="route_unique_target")
+            models.UniqueConstraint(
+                fields=["model", "provider", "upstream_model"], name="route_unique_target"
+            )
         ]
 
     def __str__(self) -> str:

@@ -37,7 +37,9 @@ class Gateway:
     async def start(self) -> None:
         self.catalog = await run_db(load_catalog, await self._catalog_version())
         connector = aiohttp.TCPConnector(
-            limit=settings.UPSTREAM_POOL_SIZE, limit_per_host=settings.UPSTREAM_POOL_SIZE, keepalive_timeout=30
+            limit=settings.UPSTREAM_POOL_SIZE,
+            limit_per_host=settings.UPSTREAM_POOL_SIZE,
+            keepalive_timeout=30,
         )
         # No cookies, no proxies from the environment, no redirects (set per request): an upstream is an API.
         self.session = aiohttp.ClientSession(
@@ -99,7 +101,9 @@ class Gateway:
             self.keys.put(key_hash, info)  # a revoked key stays revoked; other refusals may be lifted
         return info
 
-    async def check(self, key_hash: str, info: KeyInfo, *, count: bool, token: str = "") -> tuple[KeyInfo, Quota]:
+    async def check(
+        self, key_hash: str, info: KeyInfo, *, count: bool, token: str = ""
+    ) -> tuple[KeyInfo, Quota]:
         """Check (and with ``count``, take) a slot in the key's limits. A stale cache entry is reloaded first."""
         for _ in range(3):
             try:
@@ -110,7 +114,8 @@ class Gateway:
             except LimiterUnavailable:
                 self._limiter_was_down = True
                 raise errors.service_unavailable(
-                    "The rate limiter is unavailable; nothing was charged. Please retry shortly.", retry_after=2
+                    "The rate limiter is unavailable; nothing was charged. Please retry shortly.",
+                    retry_after=2,
                 ) from None
             if self._limiter_was_down:
                 # Changes made while the limiter was unreachable may not have bumped their counters.

@@ -14,7 +14,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("email")
-        parser.add_argument("--password", default=None, help="Without it the account cannot log in until reset")
+        parser.add_argument(
+            "--password", default=None, help="Without it the account cannot log in until reset"
+        )
         parser.add_argument("--credits", default=None, help="Starting credits in USD, e.g. 5.00")
         parser.add_argument("--staff", action="store_true", help="Staff and superuser: can use the admin")
 
@@ -28,7 +30,9 @@ class Command(BaseCommand):
         amount = _usd(credits) if credits is not None else None
         user = user_create(email=email, password=password, is_staff=staff)
         if amount:
-            credits_grant(account=account_for(user=user), amount=amount, reason="starting credits", actor=None)
+            credits_grant(
+                account=account_for(user=user), amount=amount, reason="starting credits", actor=None
+            )
         self.stdout.write(f"Created {'staff ' if staff else ''}account {user.email}.")
 
 

@@ -22,10 +22,12 @@ class Command(BaseCommand):
         user = user_create(email=DEMO_EMAIL, password=password, is_staff=True)
         _, raw = key_create(owner=user, name="quickstart")
         self.stdout.write(
-            "\n".join([
-                "Demo account created (shown once, store it now):",
-                f"  dashboard and admin login: {DEMO_EMAIL} / {password}",
-                f"  API key:                   {raw}",
-                "  try: curl http://127.0.0.1:8000/v1/models -H 'Authorization: Bearer <API key>'",
-            ])
+            "\n".join(
+                [
+                    "Demo account created (shown once, store it now):",
+                    f"  dashboard and admin login: {DEMO_EMAIL} / {password}",
+                    f"  API key:                   {raw}",
+                    "  try: curl http://127.0.0.1:8000/v1/models -H 'Authorization: Bearer <API key>'",
+                ]
+            )
         )
