@@ -138,6 +138,8 @@ MAX_BODY_BYTES = env.int("MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # How long a key lookup stays in a process's memory. Revocation does not wait for it (see proxy/auth.py).
 KEY_CACHE_SECONDS = env.float("KEY_CACHE_SECONDS", default=60.0)
 CATALOG_REFRESH_SECONDS = env.float("CATALOG_REFRESH_SECONDS", default=30.0)
+# A stream that waits this long for its first token gets an SSE comment, so proxies keep it open.
+STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 # Settlement is batched: finished requests are written together at most this often (see billing/settlement.py).
 SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.02)

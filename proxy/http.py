@@ -22,6 +22,7 @@ class Incoming:
     headers_out: list[tuple[bytes, bytes]] = field(default_factory=list)  # added to whatever is sent
     upstream_time: float = 0.0  # seconds spent waiting on the upstream, excluded from Server-Timing
     response_started: bool = False
+    finished: bool = False  # the handler is done; a disconnect from now on is the normal end
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.scope["headers"]:

@@ -3,9 +3,20 @@
 chat_completion: parse -> authenticate -> resolve model -> limit -> reserve -> relay -> settle.
 """
 
-from proxy import errors
+import asyncio
+import time
+
+import orjson
+from django.conf import settings
+
+from proxy import errors, streaming
+from proxy.auth import KeyInfo
 from proxy.http import Incoming, dumps, send_json
-from proxy.state import gateway
+from proxy.routing import ModelInfo, RouteInfo
+from proxy.schemas import ChatRequest, parse_chat_request
+from proxy.state import Gateway, gateway
+from proxy.streaming import Lines, Tally
+from proxy.upstream import UpstreamFailure, first_answer, open_route, upstream_body
 
 
 async def list_models(req: Incoming) -> None:
@@ -27,4 +38,131 @@ async def retrieve_model(req: Incoming, model_id: str) -> None:
 
 
 async def chat_completion(req: Incoming) -> None:
-    raise errors.ApiError(501, "server_error", "not_implemented", "Chat completions are not available yet.")
+    gw = gateway()
+    body = parse_chat_request(req.body)  # 400 with `param` on any violation
+    key_hash, key = await gw.key_for(
+        req.header(b"authorization")
+    )  # 401 / 403; cached, revocation is immediate
+    gw.catalog.resolve(body.model, key.allowed_models)  # 404 / 403 before anything counts
+    key, quota = await gw.check(key_hash, key, count=True, token=req.request_id.hex)  # 429 + Retry-After
+    req.headers_out += quota.headers()
+    if quota.retry_after:
+        raise errors.rate_limited(
+            _limit_message(quota.verdict, key), retry_after=quota.retry_after, retry=quota.verdict == 1
+        )
+    try:
+        model = gw.catalog.resolve(body.model, key.allowed_models)  # the catalog may have just been reloaded
+        hold = await gw.credits.reserve(key=key, model=model, request=body)  # 402; never overdraws
+    except errors.ApiError:
+        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)  # refused: it doesn't count
+        raise
+    tally, status = Tally(), 500
+    try:
+        status = await _relay(gw, req, model, body, tally)  # failover before the first byte
+    except errors.ApiError as err:
+        status, tally.error_code = err.status, err.code or err.type
+        raise
+    finally:
+        gw.settle(
+            req=req, key=key, model=model, body=body, tally=tally, hold=hold, status=status
+        )  # exactly once
+
+
+def _limit_message(verdict: int, key: KeyInfo) -> str:
+    if verdict == 1:
+        return f"Rate limit reached: {key.rpm} requests per minute for this key. Retry after the Retry-After delay."
+    return f"Daily limit reached: {key.rpd} requests per day for this key. It resets at 00:00 UTC."
+
+
+async def _relay(gw: Gateway, req: Incoming, model: ModelInfo, body: ChatRequest, tally: Tally) -> int:
+    """Send to the first route that answers, and relay its answer; the client going away cancels it.
+
+    Returns the HTTP status the client got (499 when it left before the response began)."""
+    watcher = asyncio.create_task(_watch_disconnect(req, asyncio.current_task(), tally))
+    try:
+        if body.stream:
+            return await _relay_stream(gw, req, model, body, tally)
+        return await _relay_plain(gw, req, model, body, tally)
+    except asyncio.CancelledError:
+        if not tally.client_disconnected:
+            raise
+        asyncio.current_task().uncancel()
+        return 200 if req.response_started else 499  # the client closed the connection; nothing more to send
+    finally:
+        req.finished = True
+        watcher.cancel()
+
+
+async def _watch_disconnect(req: Incoming, handler: asyncio.Task, tally: Tally) -> None:
+    """Cancel the handler (and with it the upstream request) as soon as the client goes away."""
+    while True:
+        message = await req.receive()
+        if message["type"] == "http.disconnect":
+            if not req.finished:
+                tally.client_disconnected = True
+                handler.cancel()
+            return
+
+
+async def _relay_plain(gw: Gateway, req: Incoming, model: ModelInfo, body: ChatRequest, tally: Tally):
+    async def attempt(route: RouteInfo):
+        response = await open_route(gw.session, route, upstream_body(body.body, route, False), False)
+        try:
+            async with asyncio.timeout(route.provider.idle_timeout):
+                raw = await response.read()
+            return _completion(raw)
+        except (TimeoutError, ValueError, OSError) as exc:
+            raise UpstreamFailure("timeout" if isinstance(exc, TimeoutError) else "garbage") from None
+        finally:
+            response.release()
+
+    waited = time.perf_counter()
+    tally.route, completion = await first_answer(gw.circuits, model, attempt)
+    req.upstream_time += time.perf_counter() - waited
+    tally.first_token_at = time.perf_counter()
+    tally.take_choices(completion["choices"])
+    tally.take_usage(completion.get("usage"))
+    await send_json(req, 200, dumps(completion))
+    return 200
+
+
+def _completion(raw: bytes) -> dict:
+    """The upstream's completion, with the fields OpenAI's schema requires filled in when an upstream omits
+    them (strict clients validate them). Raises ValueError for anything that is not a completion."""
+    data = orjson.loads(raw)
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise ValueError("not a chat completion")
+    data.setdefault("object", "chat.completion")
+    for choice in data["choices"]:
+        if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+            raise ValueError("a choice without a message")
+        choice.setdefault("logprobs", None)
+        choice.setdefault("finish_reason", "stop")
+        choice["message"].setdefault("refusal", None)
+        choice["message"].setdefault("content", None)
+    return data
+
+
+async def _relay_stream(gw: Gateway, req: Incoming, model: ModelInfo, body: ChatRequest, tally: Tally):
+    keepalive = settings.STREAM_KEEPALIVE_SECONDS
+
+    async def attempt(route: RouteInfo):
+        response = await open_route(gw.session, route, upstream_body(body.body, route, True), True)
+        lines = Lines(response, route.provider.first_byte_timeout, route.provider.idle_timeout)
+        try:
+            return response, lines, await streaming.first_event(lines, keepalive)
+        except (TimeoutError, ValueError, OSError) as exc:
+            response.close()
+            raise UpstreamFailure("timeout" if isinstance(exc, TimeoutError) else "garbage") from None
+
+    waited = time.perf_counter()
+    tally.route, (response, lines, first) = await first_answer(gw.circuits, model, attempt)
+    req.upstream_time += time.perf_counter() - waited
+    try:
+        await streaming.relay_stream(
+            req, lines, first, tally, include_usage=body.include_usage, keepalive_every=keepalive
+        )
+    finally:
+        # Closed, not drained: when the client has gone, the upstream should stop generating at once.
+        response.close()
+    return 200

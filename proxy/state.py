@@ -10,12 +10,13 @@ import time
 import aiohttp
 from django.conf import settings
 
-from proxy import errors
+from billing.settlement import Settler
+from proxy import accounting, errors
 from proxy.auth import KeyCache, KeyInfo, key_hash_from_header, load_key
 from proxy.db import run_db
 from proxy.limits import STALE, LimiterUnavailable, Quota, make_limiter
 from proxy.notify import versions_sync
-from proxy.routing import Catalog, Circuits, load_catalog
+from proxy.routing import Catalog, Circuits, ModelInfo, load_catalog
 
 log = logging.getLogger("proxy")
 
@@ -30,6 +31,8 @@ class Gateway:
         self.catalog = Catalog({})
         self.circuits = Circuits()
         self.session: aiohttp.ClientSession | None = None
+        self.settler = Settler(run_db, settings.SETTLE_FLUSH_SECONDS)
+        self.credits = Credits()
         self._tasks: list[asyncio.Task] = []
         self._limiter_was_down = False
         self._catalog_lock = asyncio.Lock()
@@ -46,8 +49,10 @@ class Gateway:
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=True
         )
         self._tasks.append(asyncio.create_task(self._watch_catalog(), name="catalog-watch"))
+        self.settler.start()
 
     async def stop(self) -> None:
+        await self.settler.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -131,6 +136,21 @@ class Gateway:
             if refusal is not None:
                 raise refusal
         raise errors.service_unavailable("The key is being changed; please retry.")
+
+    def settle(self, *, req, key: KeyInfo, model: ModelInfo, body, tally, hold, status: int) -> None:
+        """Record the request exactly once and release its hold; the write itself is batched."""
+        record = accounting.finished(
+            request_id=req.request_id, started=req.started, key=key, model=model, route=tally.route, body=body,
+            tally=tally, status=status, charge=hold is not None,
+        )  # fmt: skip
+        self.settler.add(record)
+
+
+class Credits:
+    """Credit holds for paid models."""
+
+    async def reserve(self, *, key: KeyInfo, model: ModelInfo, request) -> object | None:
+        return None
 
 
 GATEWAY: Gateway | None = None

@@ -5,7 +5,8 @@ Schema ignores; ``validator_for`` rewrites each of them to ``anyOf [schema, {typ
 validates where OpenAI means it to. The file is about 3 MB of YAML, so it is parsed once per process and
 cached.
 
-Set ``OPENAI_OPENAPI_SPEC`` to point at another copy; by default it is the shared reference next to the repo.
+Set ``OPENAI_OPENAPI_SPEC`` to point at another copy; by default it is the copy in tests/data
+(OpenAI's openai-openapi repository, version 2.3.0, MIT licence).
 """
 
 import functools
@@ -18,7 +19,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 _REPO = Path(__file__).resolve().parent.parent
-_DEFAULT_PATH = _REPO.parent / "shared" / "ref" / "openai-openapi.yaml"
+_DEFAULT_PATH = _REPO / "tests" / "data" / "openai-openapi.yaml"
 _URI = "urn:openai-openapi"
 
 

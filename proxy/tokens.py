@@ -1,0 +1,54 @@
+"""Local token counts, for upstreams that send no usage and for the worst-case credit hold.
+
+The o200k_base vocabulary ships inside the tokenizer's package, so counting works offline; nothing is
+downloaded at run time. Counts follow OpenAI's chat format: 3 tokens of framing per message and 3 to prime the
+reply. Other vendors' tokenizers differ by a few percent; the upstream's own usage always wins when present.
+"""
+
+from functools import cache
+
+import bpe_openai
+
+PER_MESSAGE = 3
+REPLY_PRIMING = 3
+IMAGE_TOKENS = 85  # OpenAI's charge for a low-detail image; the estimate for any non-text part
+
+
+@cache
+def _encoding():
+    return bpe_openai.get_encoding("o200k_base")
+
+
+def count_text(text: str) -> int:
+    return len(_encoding().encode_ordinary(text)) if text else 0
+
+
+def _content_tokens(content: object) -> int:
+    if isinstance(content, str):
+        return count_text(content)
+    total = 0
+    if isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict):
+                text = part.get("text") if part.get("type") in ("text", "refusal") else None
+                total += count_text(text) if isinstance(text, str) else IMAGE_TOKENS
+    return total
+
+
+def count_messages(messages: list) -> int:
+    total = REPLY_PRIMING
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        total += PER_MESSAGE + _content_tokens(message.get("content"))
+        if isinstance(message.get("name"), str):
+            total += count_text(message["name"])
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                fn = call["function"]
+                total += count_text(str(fn.get("name") or "")) + count_text(str(fn.get("arguments") or ""))
+    return total
+
+
+def count_completion(pieces: list[str]) -> int:
+    return count_text("".join(pieces))

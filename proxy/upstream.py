@@ -1,0 +1,131 @@
+"""Calling upstream providers: one request on one route, and failover across a model's routes.
+
+A route fails over (connect error, timeout, 5xx, 429, an unreadable answer, or an upstream that refuses our
+credentials) only while nothing has reached the client. A 4xx caused by the request itself is the client's to
+see, so it is passed back in OpenAI's shape instead of being retried elsewhere.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import aiohttp
+import orjson
+
+from proxy import demo, errors
+from proxy.routing import Circuits, ModelInfo, ProviderInfo, RouteInfo
+
+T = TypeVar("T")
+
+# Statuses that say "this provider, not this request": try the next route.
+_RETRYABLE = {401, 403, 408, 409, 425, 429}
+
+
+@dataclass(eq=False)
+class UpstreamFailure(Exception):
+    """One route failed before anything reached the client."""
+
+    kind: str  # connect | timeout | status | garbage
+    status: int = 0
+    client_error: errors.ApiError | None = None  # set when the request itself was refused: don't fail over
+
+
+def upstream_body(body: dict, route: RouteInfo, stream: bool) -> bytes:
+    """The client's body for this route: the upstream's model name, and usage asked for on streams."""
+    out = {**body, "model": route.upstream_model}
+    if stream and route.provider.stream_usage:
+        out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return orjson.dumps(out)
+
+
+def _headers(provider: ProviderInfo) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if provider.secret:
+        headers["Authorization"] = f"Bearer {provider.secret}"
+    return headers
+
+
+async def open_route(
+    session: aiohttp.ClientSession, route: RouteInfo, payload: bytes, stream: bool
+) -> aiohttp.ClientResponse | demo.DemoResponse:
+    """Send the request and wait for the response headers (the first byte), within the provider's timeouts."""
+    provider = route.provider
+    if provider.kind == "demo":
+        return demo.respond(orjson.loads(payload), stream)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout, sock_read=None)
+    try:
+        async with asyncio.timeout(provider.connect_timeout + provider.first_byte_timeout):
+            response = await session.post(
+                f"{provider.base_url}/chat/completions", data=payload, headers=_headers(provider),
+                timeout=timeout, allow_redirects=False,
+            )  # fmt: skip
+    except TimeoutError:
+        raise UpstreamFailure("timeout") from None
+    except (aiohttp.ClientError, OSError):
+        raise UpstreamFailure("connect") from None
+    if response.status >= 300:
+        failure = await _refusal(response)
+        response.close()
+        raise failure
+    return response
+
+
+async def _refusal(response: aiohttp.ClientResponse) -> UpstreamFailure:
+    status = response.status
+    if status >= 500 or status in _RETRYABLE or status < 400:
+        return UpstreamFailure("status", status)
+    # The upstream refused the request itself (a 400 for context length, say): pass its reason along.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5):
+            error = orjson.loads(await response.read()).get("error") or {}
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return UpstreamFailure(
+                "status", status, errors.ApiError(
+                    status, str(error.get("type") or "invalid_request_error"), error.get("code"),
+                    error["message"], error.get("param"),
+                ),
+            )  # fmt: skip
+    return UpstreamFailure("status", status, errors.ApiError(status, "invalid_request_error", None,
+                                                             "The upstream provider refused the request."))  # fmt: skip
+
+
+async def first_answer(
+    circuits: Circuits, model: ModelInfo, attempt: Callable[[RouteInfo], Awaitable[T]]
+) -> tuple[RouteInfo, T]:
+    """Try the model's routes in priority order; return the first that answers, or raise the right error.
+
+    ``attempt`` does everything that happens before the first byte goes to the client, so a failure anywhere
+    in it (even a garbled body) can still move on to the next route.
+    """
+    last: UpstreamFailure | None = None
+    for route in model.routes:
+        if circuits.is_open(route.provider):
+            continue
+        try:
+            result = await attempt(route)
+        except UpstreamFailure as failure:
+            if failure.client_error is not None:
+                raise failure.client_error from None
+            circuits.failure(route.provider)
+            last = failure
+            continue
+        circuits.success(route.provider)
+        return route, result
+    raise exhausted(last)
+
+
+def exhausted(last: UpstreamFailure | None) -> errors.ApiError:
+    """The client's error when no route could answer (details stay in our logs, never in the answer)."""
+    if last is None:
+        return errors.service_unavailable(
+            "Every provider for this model is temporarily unavailable.", retry_after=5
+        )
+    if last.kind == "timeout":
+        return errors.upstream_timeout()
+    if last.status == 429:
+        return errors.service_unavailable(
+            "The upstream providers are rate limiting; retry shortly.", retry_after=2
+        )
+    return errors.bad_gateway()
