@@ -4,10 +4,17 @@ in one transaction."""
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
-from billing.models import Account, LedgerEntry
+from billing.models import Account, Hold, LedgerEntry
 from portal.models import User
+
+
+def held_minus(amount: Decimal):
+    """``held - amount``, never below zero. On PostgreSQL's exact numerics the floor never applies; it absorbs
+    the float rounding of SQLite's embedded mode, which stores decimals as floating point."""
+    return Greatest(F("held") - amount, Value(Decimal(0)))
 
 
 def account_for(*, user: User) -> Account:
@@ -39,3 +46,13 @@ def credits_grant(*, account: Account, amount: Decimal, reason: str, actor: User
         return ledger_post(
             account=account, kind=LedgerEntry.Kind.GRANT, amount=amount, memo=reason, actor=actor
         )
+
+
+def hold_release(*, hold_id: int) -> bool:
+    """Return a slice of held credit to its account. Safe to call twice. Call inside a transaction."""
+    hold = Hold.objects.select_for_update().filter(pk=hold_id).first()
+    if hold is None:
+        return False
+    Account.objects.filter(pk=hold.account_id).update(held=held_minus(hold.amount))
+    hold.delete()
+    return True

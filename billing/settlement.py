@@ -10,12 +10,15 @@ leave at most one flush interval unrecorded: the operator's loss, never the cust
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 log = logging.getLogger("billing.settlement")
@@ -27,6 +30,8 @@ class Finished:
 
     request_id: uuid.UUID
     user_id: int
+    account_id: int
+    hold_id: int | None
     key_id: int
     model_id: int
     provider_id: int | None
@@ -44,9 +49,14 @@ class Finished:
     created_at: datetime
 
 
-def write_batch(batch: list[Finished]) -> int:
-    """Write a batch in one transaction; rows already written by an earlier try are skipped. Sync."""
-    from billing.models import UsageRecord
+def write_batch(batch: list[Finished], releases: list[int]) -> int:
+    """Write a batch in one transaction: usage records, ledger debits, balances, spent slices. Sync.
+
+    Rows already written by an earlier try of the same batch are skipped with everything that goes with them.
+    Slices to return are handled last, after the costs consumed from them.
+    """
+    from billing.models import LedgerEntry, UsageRecord
+    from billing.services import hold_release
     from portal.models import ApiKey
 
     with transaction.atomic():
@@ -54,28 +64,78 @@ def write_batch(batch: list[Finished]) -> int:
             UsageRecord.objects.filter(pk__in=[f.request_id for f in batch]).values_list("pk", flat=True)
         )
         fresh = [f for f in batch if f.request_id not in done]
-        UsageRecord.objects.bulk_create([
-            UsageRecord(
-                request_id=f.request_id, user_id=f.user_id, key_id=f.key_id, model_id=f.model_id,
-                provider_id=f.provider_id, prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens,
-                tokens_estimated=f.tokens_estimated, cost=f.cost, status=f.status, error_code=f.error_code,
-                latency_ms=f.latency_ms, ttft_ms=f.ttft_ms, streamed=f.streamed, finish_reason=f.finish_reason,
-                client_disconnected=f.client_disconnected, created_at=f.created_at,
-            )
-            for f in fresh
+        UsageRecord.objects.bulk_create([_usage_row(f) for f in fresh])
+        charged = [f for f in fresh if f.cost > 0]
+        LedgerEntry.objects.bulk_create([
+            LedgerEntry(account_id=f.account_id, kind=LedgerEntry.Kind.USAGE, amount=-f.cost,
+                        request_id=f.request_id, created_at=f.created_at)
+            for f in charged
         ])  # fmt: skip
+        _apply_costs(charged)
         if fresh:
             ApiKey.objects.filter(pk__in={f.key_id for f in fresh}).update(last_used_at=timezone.now())
+        for hold_id in releases:
+            hold_release(hold_id=hold_id)
     return len(fresh)
+
+
+def _usage_row(f: Finished):
+    from billing.models import UsageRecord
+
+    return UsageRecord(
+        request_id=f.request_id, user_id=f.user_id, key_id=f.key_id, model_id=f.model_id,
+        provider_id=f.provider_id, prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens,
+        tokens_estimated=f.tokens_estimated, cost=f.cost, status=f.status, error_code=f.error_code,
+        latency_ms=f.latency_ms, ttft_ms=f.ttft_ms, streamed=f.streamed, finish_reason=f.finish_reason,
+        client_disconnected=f.client_disconnected, created_at=f.created_at,
+    )  # fmt: skip
+
+
+def _apply_costs(charged: list[Finished]) -> None:
+    """One update per account, slice and key: the balance and the slice shrink together, so ``available`` is
+    unchanged by settling (the worst case was already set aside)."""
+    from billing.models import Account, Hold
+    from billing.services import held_minus
+    from portal.models import ApiKey
+
+    per_account: dict[int, Decimal] = defaultdict(Decimal)
+    per_hold: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
+    per_key: dict[int, Decimal] = defaultdict(Decimal)
+    for f in charged:
+        per_account[f.account_id] += f.cost
+        per_key[f.key_id] += f.cost
+        if f.hold_id is not None:
+            per_hold[(f.hold_id, f.account_id)] += f.cost
+    unheld: dict[int, Decimal] = defaultdict(Decimal)
+    for (hold_id, account_id), total in per_hold.items():
+        if Hold.objects.filter(pk=hold_id).update(amount=F("amount") - total):
+            unheld[account_id] += total
+    for account_id, total in per_account.items():
+        Account.objects.filter(pk=account_id).update(
+            balance=F("balance") - total, held=held_minus(unheld[account_id])
+        )
+    for key_id, total in per_key.items():
+        ApiKey.objects.filter(pk=key_id).update(spend_used=F("spend_used") + total)
+
+
+def holds_renew(hold_ids: list[int], expires_at: datetime) -> set[int]:
+    """Extend this process's slices; returns the ids that still exist. Sync."""
+    from billing.models import Hold
+
+    Hold.objects.filter(pk__in=hold_ids).update(expires_at=expires_at)
+    return set(Hold.objects.filter(pk__in=hold_ids).values_list("pk", flat=True))
 
 
 class Settler:
     """The per-process queue of finished requests and its flusher task."""
 
-    def __init__(self, run_db, flush_every: float) -> None:
+    def __init__(self, run_db, flush_every: float, credits) -> None:
         self._run_db = run_db
         self._flush_every = flush_every
+        self._credits = credits
         self._queue: list[Finished] = []
+        self._releases: list[int] = []
+        self._last_renewal = time.monotonic()
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
 
@@ -94,12 +154,14 @@ class Settler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for attempt in range(10):  # a graceful stop records everything it can
-            if not self._queue or not await self.flush():
+        for attempt in range(10):  # a graceful stop records everything and returns every slice it can
+            if not await self.flush(everything=True):
                 break
             await asyncio.sleep(min(0.1 * 2**attempt, 2))
-        if self._queue:
-            log.error("stopping with %d finished requests unrecorded", len(self._queue))
+        if self._queue or self._releases:
+            log.error(
+                "stopping with %d requests unrecorded, %d slices held", len(self._queue), len(self._releases)
+            )
 
     async def _loop(self) -> None:
         delay = self._flush_every
@@ -107,19 +169,33 @@ class Settler:
             await asyncio.sleep(delay)
             failed = await self.flush()
             delay = min(delay * 2, 2.0) if failed else self._flush_every
+            if time.monotonic() - self._last_renewal > self._credits.hold_timeout / 4:
+                await self._renew()
 
-    async def flush(self) -> bool:
+    async def _renew(self) -> None:
+        expires = timezone.now() + timedelta(seconds=self._credits.hold_timeout)
+        try:
+            alive = await self._run_db(holds_renew, self._credits.active_holds(), expires)
+        except Exception:
+            log.exception("renewing credit slices failed; will retry")
+            return
+        self._credits.renewed(alive, expires.timestamp())
+        self._last_renewal = time.monotonic()
+
+    async def flush(self, *, everything: bool = False) -> bool:
         """Write what is queued. Returns True when the write failed (the batch is kept for the next try)."""
-        if not self._queue:
+        self._releases += self._credits.collect_idle(everything=everything)
+        if not self._queue and not self._releases:
             return False
         batch, self._queue = self._queue, []
+        releases, self._releases = self._releases, []
         try:
-            await self._run_db(write_batch, batch)
-        except asyncio.CancelledError:
+            await self._run_db(write_batch, batch, releases)
+        except BaseException as exc:
             self._queue[:0] = batch
-            raise
-        except Exception:
+            self._releases[:0] = releases
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             log.exception("settlement flush of %d requests failed; will retry", len(batch))
-            self._queue[:0] = batch
             return True
         return False

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from billing.credits import Reservation
 from billing.pricing import cost as price_of
 from billing.settlement import Finished
 from proxy import tokens
@@ -24,20 +25,21 @@ def token_counts(body: ChatRequest, tally: Tally) -> tuple[int, int, bool]:
 
 def finished(
     *, request_id: uuid.UUID, started: float, key: KeyInfo, model: ModelInfo, route: RouteInfo | None,
-    body: ChatRequest, tally: Tally, status: int, charge: bool,
+    body: ChatRequest, tally: Tally, status: int, hold: Reservation | None,
 ) -> Finished:  # fmt: skip
     """The record of one admitted request. Nothing produced means nothing charged."""
     produced = route is not None and (tally.first_token_at is not None or tally.completion_tokens is not None)
     prompt, completion, estimated = token_counts(body, tally) if produced else (0, 0, False)
     amount = Decimal(0)
-    if produced and charge:
+    if produced and hold is not None:
         amount = price_of(
             prompt_tokens=prompt, completion_tokens=completion,
             input_price=model.input_price, output_price=model.output_price,
         )  # fmt: skip
     ttft = round((tally.first_token_at - started) * 1000) if tally.first_token_at else None
     return Finished(
-        request_id=request_id, user_id=key.user_id, key_id=key.id, model_id=model.id,
+        request_id=request_id, user_id=key.user_id, account_id=key.account_id,
+        hold_id=hold.hold_id if hold else None, key_id=key.id, model_id=model.id,
         provider_id=route.provider.id if route else None, prompt_tokens=prompt, completion_tokens=completion,
         tokens_estimated=estimated, cost=amount, status=status, error_code=tally.error_code,
         latency_ms=round((time.perf_counter() - started) * 1000), ttft_ms=ttft, streamed=body.stream,

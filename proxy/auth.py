@@ -18,6 +18,7 @@ from proxy import errors
 class KeyInfo:
     id: int
     user_id: int
+    account_id: int
     prefix: str
     management: bool
     revoked: bool
@@ -29,6 +30,7 @@ class KeyInfo:
     rpd: int
     free_tier: bool
     spend_limit: Decimal | None
+    spend_used: Decimal
     versions: tuple[int, int]
 
     def refusal(self, now: float) -> errors.ApiError | None:
@@ -59,6 +61,7 @@ def effective_limits(*, key_rpm, key_rpd, user_rpm, user_rpd, purchased: Decimal
 def load_key(key_hash: str, versions_of) -> KeyInfo | None:
     """Read one key from the database (sync; runs on the db pool). ``versions_of`` reads the change counters
     *before* the row, so a change committed after this read always shows up as a stale counter."""
+    from billing.models import Account
     from portal.models import ApiKey
 
     row = ApiKey.objects.filter(hash=key_hash).values_list("id", "owner_id").first()
@@ -67,8 +70,8 @@ def load_key(key_hash: str, versions_of) -> KeyInfo | None:
     versions = versions_of(row[0], row[1])
     key = ApiKey.objects.select_related("owner", "owner__account").get(id=row[0])
     user = key.owner
-    account = getattr(user, "account", None)
-    purchased = account.total_purchased if account else Decimal(0)
+    account = Account.objects.get_or_create(user=user)[0]
+    purchased = account.total_purchased
     rpm, rpd, free_tier = effective_limits(
         key_rpm=key.rpm_limit, key_rpd=key.rpd_limit, user_rpm=user.rpm_limit, user_rpd=user.rpd_limit,
         purchased=purchased,
@@ -76,6 +79,7 @@ def load_key(key_hash: str, versions_of) -> KeyInfo | None:
     return KeyInfo(
         id=key.id,
         user_id=user.id,
+        account_id=account.id,
         prefix=key.prefix,
         management=key.kind == ApiKey.Kind.MANAGEMENT,
         revoked=key.revoked_at is not None,
@@ -87,6 +91,7 @@ def load_key(key_hash: str, versions_of) -> KeyInfo | None:
         rpd=rpd,
         free_tier=free_tier,
         spend_limit=key.spend_limit,
+        spend_used=key.spend_used,
         versions=versions,
     )
 

@@ -52,7 +52,7 @@ async def chat_completion(req: Incoming) -> None:
         )
     try:
         model = gw.catalog.resolve(body.model, key.allowed_models)  # the catalog may have just been reloaded
-        hold = await gw.credits.reserve(key=key, model=model, request=body)  # 402; never overdraws
+        hold = await gw.reserve(key=key, model=model, request=body)  # 402; never overdraws
     except errors.ApiError:
         await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)  # refused: it doesn't count
         raise

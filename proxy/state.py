@@ -6,12 +6,14 @@ import logging
 import os
 import socket
 import time
+from decimal import Decimal
 
 import aiohttp
 from django.conf import settings
 
+from billing.credits import Credits, InsufficientCredits, Reservation, worst_case
 from billing.settlement import Settler
-from proxy import accounting, errors
+from proxy import accounting, errors, tokens
 from proxy.auth import KeyCache, KeyInfo, key_hash_from_header, load_key
 from proxy.db import run_db
 from proxy.limits import STALE, LimiterUnavailable, Quota, make_limiter
@@ -31,13 +33,15 @@ class Gateway:
         self.catalog = Catalog({})
         self.circuits = Circuits()
         self.session: aiohttp.ClientSession | None = None
-        self.settler = Settler(run_db, settings.SETTLE_FLUSH_SECONDS)
-        self.credits = Credits()
+        self.credits = Credits(run_db, self.name, settings.HOLD_TIMEOUT_SECONDS)
+        self.settler = Settler(run_db, settings.SETTLE_FLUSH_SECONDS, self.credits)
+        self.key_spend: dict[int, Decimal] = {}  # spent or reserved here since the key was last loaded
         self._tasks: list[asyncio.Task] = []
         self._limiter_was_down = False
         self._catalog_lock = asyncio.Lock()
 
     async def start(self) -> None:
+        tokens.count_text("warm up")  # loads the vocabulary now, not on the first request
         self.catalog = await run_db(load_catalog, await self._catalog_version())
         connector = aiohttp.TCPConnector(
             limit=settings.UPSTREAM_POOL_SIZE,
@@ -104,6 +108,7 @@ class Gateway:
             raise errors.invalid_api_key()
         if info.refusal(time.time()) is None or info.revoked:
             self.keys.put(key_hash, info)  # a revoked key stays revoked; other refusals may be lifted
+        self.key_spend.pop(info.id, None)  # the fresh row's spend_used includes what was flushed
         return info
 
     async def check(
@@ -137,20 +142,41 @@ class Gateway:
                 raise refusal
         raise errors.service_unavailable("The key is being changed; please retry.")
 
+    async def reserve(self, *, key: KeyInfo, model: ModelInfo, request) -> Reservation | None:
+        """Set aside the request's worst-case cost (402 when the account or the key's spend limit can't cover
+        it). Free models need no credits."""
+        if model.is_free:
+            return None
+        need = worst_case(messages=request.messages, max_tokens=request.max_tokens, n=request.n, model=model)
+        if key.spend_limit is not None:
+            # Per process: another process's spend shows up when this one reloads the key (KEY_CACHE_SECONDS).
+            spent = key.spend_used + self.key_spend.get(key.id, Decimal(0))
+            if spent + need > key.spend_limit:
+                raise errors.insufficient_credits(
+                    f"This key's spend limit of {key.spend_limit.normalize()} USD is reached: {spent.normalize()} USD "
+                    f"spent, and this request may cost up to {need.normalize()} USD."
+                )
+        try:
+            hold = await self.credits.reserve(account_id=key.account_id, amount=need)
+        except InsufficientCredits as exc:
+            raise errors.insufficient_credits(
+                f"Insufficient credits: this request needs up to {exc.needed.normalize()} USD and "
+                f"{exc.available.normalize()} USD is available. Add credits on the billing page."
+            ) from None
+        self.key_spend[key.id] = self.key_spend.get(key.id, Decimal(0)) + need
+        return hold
+
     def settle(self, *, req, key: KeyInfo, model: ModelInfo, body, tally, hold, status: int) -> None:
         """Record the request exactly once and release its hold; the write itself is batched."""
         record = accounting.finished(
             request_id=req.request_id, started=req.started, key=key, model=model, route=tally.route, body=body,
-            tally=tally, status=status, charge=hold is not None,
+            tally=tally, status=status, hold=hold,
         )  # fmt: skip
+        if hold is not None:
+            self.credits.settle(hold, record.cost)
+            if key.id in self.key_spend:
+                self.key_spend[key.id] += record.cost - hold.amount
         self.settler.add(record)
-
-
-class Credits:
-    """Credit holds for paid models."""
-
-    async def reserve(self, *, key: KeyInfo, model: ModelInfo, request) -> object | None:
-        return None
 
 
 GATEWAY: Gateway | None = None

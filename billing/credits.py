@@ -1,0 +1,190 @@
+"""Credit holds for paid models, without a database round trip per request: leased credit.
+
+A gateway process takes a slice of an account's available credit (``balance - held``) into a ``Hold`` row with
+one conditional UPDATE that can never take more than is available, so the sum of all slices never exceeds the
+balance. Requests then reserve their worst-case cost from the slice in memory (atomic: the event loop runs one
+reservation at a time). The settlement flush (billing/settlement.py) consumes each request's real cost from the
+slice and the balance together, and returns slices that have gone idle. A crashed process's slices expire and
+``release_stale_holds`` returns them; a live process renews its slices well before they expire.
+
+Slices start at the size of the request that needs one and double while an account keeps needing more within
+a few seconds, so a quiet account never locks away more than its next request, and a busy one touches the
+database rarely.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing import pricing
+
+DEFAULT_MAX_OUTPUT = 4096  # output cap for the worst case when neither the request nor the model sets one
+IDLE_RETURN_SECONDS = 5.0
+GROWTH_WINDOW_SECONDS = 5.0
+MAX_SLICE_FACTOR = 64
+
+
+class InsufficientCredits(Exception):
+    def __init__(self, needed: Decimal, available: Decimal) -> None:
+        super().__init__(f"needed {needed}, available {available}")
+        self.needed, self.available = needed, available
+
+
+@dataclass(slots=True)
+class Lease:
+    account_id: int
+    hold_id: int
+    amount: Decimal  # what the Hold row holds, net of costs already consumed here
+    expires_at: float
+    reserved: Decimal = Decimal(0)  # in-flight worst cases
+    idle_since: float = field(default_factory=time.monotonic)
+    last_topup: float = 0.0
+    factor: int = 1
+
+    @property
+    def free(self) -> Decimal:
+        return self.amount - self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    account_id: int
+    hold_id: int
+    amount: Decimal
+
+
+def worst_case(*, messages: list, max_tokens: int | None, n: int, model) -> Decimal:
+    from proxy import tokens  # the estimate uses the gateway's offline tokenizer
+
+    max_output = max_tokens or model.max_output_tokens or DEFAULT_MAX_OUTPUT
+    return pricing.worst_case(
+        prompt_estimate=tokens.count_messages(messages), max_output=max_output * max(n, 1),
+        input_price=model.input_price, output_price=model.output_price,
+    )  # fmt: skip
+
+
+def lease_take(*, account_id: int, hold_id: int | None, want: Decimal, minimum: Decimal, owner: str,
+               expires_at) -> tuple[int | None, Decimal]:  # fmt: skip
+    """Move up to ``want`` (at least ``minimum``) of available credit into this process's hold. Sync.
+
+    Returns (hold id, amount taken), or (None, available) when even ``minimum`` is not available.
+    The UPDATE's condition is what makes overdraft impossible; the locked read before it only sizes the slice.
+    """
+    from billing.models import Account, Hold
+
+    with transaction.atomic():
+        row = Account.objects.select_for_update().filter(pk=account_id).values("balance", "held").first()
+        available = row["balance"] - row["held"] if row else Decimal(0)
+        take = min(want, available)
+        if take < minimum or take <= 0:
+            return None, max(available, Decimal(0))
+        if not Account.objects.filter(pk=account_id, balance__gte=F("held") + take).update(
+            held=F("held") + take
+        ):
+            return None, Decimal(0)
+        updated = 0
+        if hold_id is not None:
+            updated = Hold.objects.filter(pk=hold_id).update(amount=F("amount") + take, expires_at=expires_at)
+        if not updated:
+            hold_id = Hold.objects.create(
+                account_id=account_id, amount=take, owner=owner, expires_at=expires_at
+            ).pk
+        return hold_id, take
+
+
+class Credits:
+    """This process's leases, by account."""
+
+    def __init__(self, run_db, owner: str, hold_timeout: float) -> None:
+        self._run_db = run_db
+        self.owner = owner
+        self.hold_timeout = hold_timeout
+        self.leases: dict[int, Lease] = {}  # the slice each account's new requests reserve from
+        self.retiring: dict[int, Lease] = {}  # by hold id: no new reservations, returned once settled
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def reserve(self, *, account_id: int, amount: Decimal) -> Reservation:
+        lease = self._usable(account_id)
+        if lease is None or lease.free < amount:
+            async with self._locks.setdefault(account_id, asyncio.Lock()):
+                lease = await self._top_up(account_id, amount)
+        lease.reserved += amount
+        lease.idle_since = time.monotonic()
+        return Reservation(account_id, lease.hold_id, amount)
+
+    def settle(self, reservation: Reservation, cost: Decimal) -> None:
+        """The request is over: free its worst case, and consume its real cost from the slice."""
+        lease = self.leases.get(reservation.account_id)
+        if lease is None or lease.hold_id != reservation.hold_id:
+            lease = self.retiring.get(reservation.hold_id)
+        if lease is not None:
+            lease.reserved -= reservation.amount
+            lease.amount -= cost
+            lease.idle_since = time.monotonic()
+
+    def _usable(self, account_id: int) -> Lease | None:
+        lease = self.leases.get(account_id)
+        # Stop using a slice well before it could expire: release_stale_holds may then hand it back.
+        if lease is not None and lease.expires_at - time.time() < self.hold_timeout / 2:
+            self._drop(lease)
+            return None
+        return lease
+
+    async def _top_up(self, account_id: int, amount: Decimal) -> Lease:
+        lease = self._usable(account_id)
+        if lease is not None and lease.free >= amount:
+            return lease  # another request topped it up while this one waited
+        now = time.monotonic()
+        factor = 1 if lease is None or now - lease.last_topup > GROWTH_WINDOW_SECONDS else lease.factor
+        missing = amount - (lease.free if lease else Decimal(0))
+        expires = timezone.now() + timedelta(seconds=self.hold_timeout)
+        hold_id, taken = await self._run_db(
+            lease_take, account_id=account_id, hold_id=lease.hold_id if lease else None,
+            want=missing + amount * (factor - 1), minimum=missing, owner=self.owner, expires_at=expires,
+        )  # fmt: skip
+        if hold_id is None:
+            raise InsufficientCredits(amount, taken + (lease.free if lease else Decimal(0)))
+        if lease is None or lease.hold_id != hold_id:
+            lease = Lease(account_id, hold_id, Decimal(0), expires.timestamp())
+            self.leases[account_id] = lease
+        lease.amount += taken
+        lease.expires_at = expires.timestamp()
+        lease.last_topup, lease.factor = now, min(factor * 2, MAX_SLICE_FACTOR)
+        return lease
+
+    def _drop(self, lease: Lease) -> None:
+        """Take no new reservations from this slice; it is returned once its requests have settled."""
+        if self.leases.get(lease.account_id) is lease:
+            del self.leases[lease.account_id]
+            self.retiring[lease.hold_id] = lease
+
+    def collect_idle(self, *, everything: bool = False) -> list[int]:
+        """Hold ids to return now: idle slices (or all, at shutdown) with no request in flight.
+
+        Returning a slice with requests in flight could let another process take credit those requests
+        may still spend, so such a slice waits."""
+        now = time.monotonic()
+        for lease in list(self.leases.values()):
+            if lease.reserved == 0 and (everything or now - lease.idle_since > IDLE_RETURN_SECONDS):
+                self._drop(lease)
+        done = [hold_id for hold_id, lease in self.retiring.items() if lease.reserved <= 0]
+        for hold_id in done:
+            del self.retiring[hold_id]
+        return done
+
+    def active_holds(self) -> list[int]:
+        return [lease.hold_id for lease in self.leases.values()] + list(self.retiring)
+
+    def renewed(self, alive: set[int], expires_at: float) -> None:
+        """After a heartbeat: extend the slices that still exist, forget those released as stale."""
+        for lease in list(self.leases.values()):
+            if lease.hold_id in alive:
+                lease.expires_at = expires_at
+            elif self.leases.get(lease.account_id) is lease:
+                del self.leases[lease.account_id]
