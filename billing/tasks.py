@@ -1,23 +1,29 @@
-"""Celery tasks. Each is thin and calls a service; each is safe to run twice or at the same time."""
+"""Celery tasks: thin wrappers over billing/jobs.py. Each is safe to run twice or concurrently."""
 
 from celery import shared_task
 
-
-@shared_task
-def aggregate_usage() -> None:
-    """Roll UsageRecords into DailyUsage (filled in by the credits issue)."""
+from billing import jobs
 
 
 @shared_task
-def reset_daily_quotas() -> None:
-    """Reset per-key daily spend counters at 00:00 UTC."""
+def aggregate_usage() -> int:
+    """Every minute: roll usage records into DailyUsage."""
+    return jobs.usage_aggregate()
 
 
 @shared_task
-def release_stale_holds() -> None:
-    """Return holds left behind by a crashed gateway process."""
+def reset_daily_quotas() -> int:
+    """00:00 UTC: reset per-key spend counters whose period has rolled over (Redis day windows expire alone)."""
+    return jobs.quotas_reset()
 
 
 @shared_task
-def reconcile_ledger() -> None:
-    """Prove balances equal ledger sums."""
+def release_stale_holds() -> int:
+    """Every minute: return credit held by gateway processes that died."""
+    return jobs.holds_release_stale()
+
+
+@shared_task
+def reconcile_ledger() -> bool:
+    """Hourly: check balances against the ledger; drift is logged and shown in the admin."""
+    return jobs.ledger_reconcile().ok

@@ -132,13 +132,11 @@ class RedisLimiter:
         from redis.backoff import NoBackoff
 
         # Fail fast: a request waiting on a dead Redis should get its 503 quickly, and the next one retries.
-        self.redis = aioredis.Redis.from_url(
-            url,
-            socket_connect_timeout=0.5,
-            socket_timeout=1.0,
-            retry=Retry(NoBackoff(), 1),
-            max_connections=64,
+        # A bounded pool that waits for a free connection, instead of failing, when many requests arrive at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=1.0, socket_connect_timeout=0.5, socket_timeout=1.0
         )
+        self.redis = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
         self._admit = self.redis.register_script(_ADMIT_LUA)
         self._refund = self.redis.register_script(_REFUND_LUA)
 
@@ -152,8 +150,9 @@ class RedisLimiter:
         rpd: int,
         count: bool,
         token: str,
+        at: int | None = None,
     ) -> Quota:
-        now = now_ms()
+        now = at or now_ms()  # ``at`` (epoch ms) lets a caller check a moment other than now
         day = day_stamp(now)
         member = f"{now}:{token}"  # the time prefix tells a refund which day to give back
         args = [now, rpm, rpd, versions[0], versions[1], member, seconds_to_midnight(now) + 3600, int(count)]
@@ -211,8 +210,9 @@ class LocalLimiter:
         rpd: int,
         count: bool,
         token: str,
+        at: int | None = None,
     ) -> Quota:
-        now = now_ms()
+        now = at or now_ms()
         member = f"{now}:{token}"
         with self._lock:
             catalog = self._versions.get("catalog", 0)

@@ -33,7 +33,7 @@ async def retrieve_model(req: Incoming, model_id: str) -> None:
     key_hash, key = await gw.key_for(req.header(b"authorization"))
     key, quota = await gw.check(key_hash, key, count=False)
     req.headers_out += quota.headers()
-    model = gw.catalog.resolve(model_id, key.allowed_models)
+    model = await gw.resolve(model_id, key.allowed_models)
     await send_json(req, 200, dumps(model.openai()))
 
 
@@ -43,7 +43,7 @@ async def chat_completion(req: Incoming) -> None:
     key_hash, key = await gw.key_for(
         req.header(b"authorization")
     )  # 401 / 403; cached, revocation is immediate
-    gw.catalog.resolve(body.model, key.allowed_models)  # 404 / 403 before anything counts
+    await gw.resolve(body.model, key.allowed_models)  # 404 / 403 before anything counts
     key, quota = await gw.check(key_hash, key, count=True, token=req.request_id.hex)  # 429 + Retry-After
     req.headers_out += quota.headers()
     if quota.retry_after:

@@ -39,6 +39,7 @@ class Gateway:
         self._tasks: list[asyncio.Task] = []
         self._limiter_was_down = False
         self._catalog_lock = asyncio.Lock()
+        self._loading: dict[str, asyncio.Future] = {}
 
     async def start(self) -> None:
         tokens.count_text("warm up")  # loads the vocabulary now, not on the first request
@@ -85,6 +86,18 @@ class Gateway:
             except Exception:
                 log.exception("catalog reload failed; serving the previous snapshot")
 
+    async def resolve(self, name: str, allowed: frozenset[str] | None) -> ModelInfo:
+        """The model by its public id. An unknown id first checks (one Redis read) for a newer catalog."""
+        try:
+            return self.catalog.resolve(name, allowed)
+        except errors.ApiError as err:
+            if err.code != "model_not_found":
+                raise
+        version = await self._catalog_version()
+        if version != self.catalog.version:
+            await self.reload_catalog(version)
+        return self.catalog.resolve(name, allowed)  # another request may have reloaded it meanwhile
+
     async def reload_catalog(self, version: int, *, force: bool = False) -> None:
         async with self._catalog_lock:  # one reload at a time; the requests that queued behind it reuse it
             if force or self.catalog.version != version:
@@ -103,7 +116,13 @@ class Gateway:
         return key_hash, info
 
     async def _load_key(self, key_hash: str) -> KeyInfo:
-        info = await run_db(load_key, key_hash, versions_sync)
+        # One database read per key however many requests miss the cache at once.
+        loading = self._loading.get(key_hash)
+        if loading is None:
+            loading = asyncio.ensure_future(run_db(load_key, key_hash, versions_sync))
+            self._loading[key_hash] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(key_hash, None))
+        info = await asyncio.shield(loading)
         if info is None:
             raise errors.invalid_api_key()
         if info.refusal(time.time()) is None or info.revoked:

@@ -51,7 +51,21 @@ def django_db_setup(django_test_environment, django_db_blocker):
         )
     yield
     with django_db_blocker.unblock():
+        _disconnect_others(settings.DATABASES["default"])
         teardown_databases(config, verbosity=0)
+
+
+def _disconnect_others(db: dict) -> None:
+    """Stopped gateways' sessions linger a moment on the server; end them so the test database can go."""
+    import psycopg
+
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname="postgres"
+    ) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [db["NAME"]],
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,111 @@
+"""The periodic jobs' logic (Celery tasks in billing/tasks.py only call these). Each is idempotent."""
+
+import logging
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Count, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from billing.models import Account, DailyUsage, Hold, LedgerEntry, ReconcileRun, UsageRecord
+from billing.services import hold_release
+from portal.models import ApiKey
+
+log = logging.getLogger("billing.jobs")
+ZERO = Decimal(0)
+
+
+def usage_aggregate(*, days: int = 2) -> int:
+    """Rebuild the DailyUsage rows of the last ``days`` UTC days from the usage records.
+
+    Recomputing whole days (instead of adding increments) is what makes it safe to run twice or at once: the
+    same records always give the same rows. Returns the number of rows written.
+    """
+    since = timezone.now().date() - timedelta(days=days - 1)
+    start = datetime.combine(since, datetime.min.time(), tzinfo=UTC)
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=start)
+        .annotate(day=TruncDate("created_at"))
+        .values("user_id", "key_id", "model_id", "day")
+        .annotate(n=Count("pk"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+        .annotate(spent=Coalesce(Sum("cost"), ZERO))
+    )
+    written = 0
+    with transaction.atomic():
+        for row in rows:
+            DailyUsage.objects.update_or_create(
+                user_id=row["user_id"], key_id=row["key_id"], model_id=row["model_id"], day=row["day"],
+                defaults={"requests": row["n"], "prompt_tokens": row["prompt"] or 0,
+                          "completion_tokens": row["completion"] or 0, "cost": row["spent"]},
+            )  # fmt: skip
+            written += 1
+    return written
+
+
+def period_start(reset: str, now: datetime) -> datetime | None:
+    """The start of the spend period that ``now`` is in, for a key's reset rule (None: never resets)."""
+    day = datetime.combine(now.date(), datetime.min.time(), tzinfo=UTC)
+    if reset == ApiKey.SpendReset.DAILY:
+        return day
+    if reset == ApiKey.SpendReset.WEEKLY:
+        return day - timedelta(days=now.weekday())
+    if reset == ApiKey.SpendReset.MONTHLY:
+        return day.replace(day=1)
+    return None
+
+
+def quotas_reset(*, now: datetime | None = None) -> int:
+    """Zero the spend counters of keys whose period has rolled over. Twice in a row changes nothing."""
+    now = now or timezone.now()
+    reset = 0
+    for rule in (ApiKey.SpendReset.DAILY, ApiKey.SpendReset.WEEKLY, ApiKey.SpendReset.MONTHLY):
+        start = period_start(rule, now)
+        reset += ApiKey.objects.filter(spend_reset=rule, spend_period_start__lt=start).update(
+            spend_used=0, spend_period_start=start
+        )
+    return reset
+
+
+def holds_release_stale(*, now: datetime | None = None) -> int:
+    """Return the slices of credit whose gateway stopped renewing them (it crashed)."""
+    now = now or timezone.now()
+    released = 0
+    for hold_id in Hold.objects.filter(expires_at__lt=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            released += hold_release(hold_id=hold_id)
+    if released:
+        log.warning("released %d stale credit holds", released)
+    return released
+
+
+def ledger_reconcile() -> ReconcileRun:
+    """Prove, per account, that the cached balance equals the ledger sum, the cached held amount equals the
+    open holds, and the usage costs equal the usage debits. Any drift is logged loudly and kept for the admin."""
+    ledger = dict(
+        LedgerEntry.objects.values("account_id").annotate(s=Sum("amount")).values_list("account_id", "s")
+    )
+    holds = dict(Hold.objects.values("account_id").annotate(s=Sum("amount")).values_list("account_id", "s"))
+    debits = dict(
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE).values("account__user_id").annotate(
+            s=Sum("amount")).values_list("account__user_id", "s")
+    )  # fmt: skip
+    costs = dict(UsageRecord.objects.values("user_id").annotate(s=Sum("cost")).values_list("user_id", "s"))
+    drift, checked = [], 0
+    for account in Account.objects.only("id", "user_id", "balance", "held").iterator():
+        checked += 1
+        problems = {
+            "balance": (account.balance, ledger.get(account.id) or ZERO),
+            "held": (account.held, holds.get(account.id) or ZERO),
+            "usage": (costs.get(account.user_id) or ZERO, -(debits.get(account.user_id) or ZERO)),
+        }
+        for what, (cached, truth) in problems.items():
+            if cached != truth:
+                drift.append(
+                    {"account": account.id, "what": what, "cached": str(cached), "truth": str(truth)}
+                )
+    run = ReconcileRun.objects.create(ok=not drift, accounts_checked=checked, drift=drift)
+    if drift:
+        log.error("LEDGER DRIFT in %d places: %s", len(drift), drift[:20])
+    return run
