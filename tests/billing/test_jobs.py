@@ -1,0 +1,116 @@
+"""The periodic jobs: each through a real Celery worker once, and each idempotent."""
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from billing import jobs, tasks
+from billing.models import Account, DailyUsage, Hold, UsageRecord
+from billing.services import account_for, credits_grant
+from portal.models import ApiKey
+from proxy.models import Model
+from tests.conftest import database_url
+from tests.live import ROOT
+
+
+@pytest.fixture(scope="module")
+def worker(live_database, artifacts):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "DATABASE_URL": database_url(),
+           "REDIS_URL": settings.REDIS_URL}  # fmt: skip
+    log = (artifacts / "celery-worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "portal.celery:app", "worker", "--pool", "solo", "--loglevel", "INFO"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+
+
+def usage(user, key, model, *, cost: str, when: datetime) -> UsageRecord:
+    return UsageRecord.objects.create(
+        user=user, key=key, model=model, prompt_tokens=10, completion_tokens=5, cost=Decimal(cost), status=200,
+        created_at=when,
+    )  # fmt: skip
+
+
+def test_aggregate_usage_through_a_worker_then_again_changes_nothing(worker, make_key, catalog):
+    key, _ = make_key()
+    model = Model.objects.get(name=catalog["echo"])
+    now = timezone.now()
+    for _ in range(3):
+        usage(key.owner, key, model, cost="0", when=now)
+    assert tasks.aggregate_usage.delay().get(timeout=30) >= 1
+    row = DailyUsage.objects.get(user=key.owner, key=key, model=model, day=now.date())
+    assert (row.requests, row.prompt_tokens, row.completion_tokens) == (3, 30, 15)
+    tasks.aggregate_usage.delay().get(timeout=30)
+    again = DailyUsage.objects.get(pk=row.pk)
+    assert (again.requests, again.prompt_tokens, again.cost) == (3, 30, row.cost)
+    assert DailyUsage.objects.filter(user=key.owner).count() == 1
+
+
+def test_release_stale_holds_through_a_worker(worker, make_user):
+    user = make_user()
+    account = account_for(user=user)
+    credits_grant(account=account, amount=Decimal("2"), reason="test", actor=None)
+    Account.objects.filter(pk=account.pk).update(held=Decimal("0.5"))
+    Hold.objects.create(account=account, amount=Decimal("0.5"), owner="dead:1",
+                        expires_at=timezone.now() - timedelta(seconds=1))  # fmt: skip
+    assert tasks.release_stale_holds.delay().get(timeout=30) >= 1
+    account.refresh_from_db()
+    assert (account.held, account.balance) == (0, Decimal(2))
+    assert not Hold.objects.filter(account=account).exists()
+    tasks.release_stale_holds.delay().get(timeout=30)
+    account.refresh_from_db()
+    assert account.held == 0
+
+
+def test_reconcile_finds_drift_and_passes_when_clean(worker, make_user):
+    assert tasks.reconcile_ledger.delay().get(timeout=30) is True
+    user = make_user()
+    account = account_for(user=user)
+    credits_grant(account=account, amount=Decimal("1"), reason="test", actor=None)
+    Account.objects.filter(pk=account.pk).update(balance=Decimal("1.5"))  # a cached sum that lies
+    run = jobs.ledger_reconcile()
+    assert not run.ok
+    assert {
+        "account": account.pk,
+        "what": "balance",
+        "cached": "1.500000000000",
+        "truth": "1.000000000000",
+    } in run.drift
+    Account.objects.filter(pk=account.pk).update(balance=Decimal("1"))
+    assert tasks.reconcile_ledger.delay().get(timeout=30) is True
+
+
+def test_reset_daily_quotas_through_a_worker_is_idempotent(worker, make_key):
+    yesterday = timezone.now() - timedelta(days=1)
+    key, _ = make_key(spend_limit=Decimal("5"), spend_reset=ApiKey.SpendReset.DAILY)
+    never, _ = make_key(spend_limit=Decimal("5"))
+    ApiKey.objects.filter(pk__in=[key.pk, never.pk]).update(
+        spend_used=Decimal("3"), spend_period_start=yesterday
+    )
+    tasks.reset_daily_quotas.delay().get(timeout=30)
+    key.refresh_from_db()
+    never.refresh_from_db()
+    assert key.spend_used == 0 and never.spend_used == 3
+    start = key.spend_period_start
+    tasks.reset_daily_quotas.delay().get(timeout=30)
+    key.refresh_from_db()
+    assert key.spend_period_start == start and key.spend_used == 0
+
+
+def test_spend_periods():
+    monday = datetime(2030, 1, 7, 15, 0, tzinfo=UTC)  # a Monday
+    wednesday = monday + timedelta(days=2)
+    assert jobs.period_start("daily", wednesday) == datetime(2030, 1, 9, tzinfo=UTC)
+    assert jobs.period_start("weekly", wednesday) == datetime(2030, 1, 7, tzinfo=UTC)
+    assert jobs.period_start("monthly", wednesday) == datetime(2030, 1, 1, tzinfo=UTC)
+    assert jobs.period_start("never", wednesday) is None
