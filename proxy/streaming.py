@@ -10,6 +10,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+import aiohttp
 import orjson
 
 from proxy import errors
@@ -150,17 +151,11 @@ async def relay_stream(
         await req.send(
             {"type": "http.response.body", "body": error_event(errors.upstream_timeout()), "more_body": True}
         )
-    except (ValueError, OSError, ConnectionError) as exc:
+    except (ValueError, OSError, aiohttp.ClientError):
+        # The reason stays in our records; the client learns only that the upstream failed.
         tally.error_code = "upstream_cut"
-        err = errors.bad_gateway(f"The upstream provider failed mid-stream: {exc}.")
+        err = errors.bad_gateway("The upstream provider failed mid-stream.")
         await req.send({"type": "http.response.body", "body": error_event(err), "more_body": True})
-    except Exception as exc:
-        if exc.__class__.__module__.startswith("aiohttp"):
-            tally.error_code = "upstream_cut"
-            err = errors.bad_gateway("The upstream provider failed mid-stream.")
-            await req.send({"type": "http.response.body", "body": error_event(err), "more_body": True})
-        else:
-            raise
     await req.send({"type": "http.response.body", "body": DONE, "more_body": False})
 
 
