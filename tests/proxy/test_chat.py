@@ -262,28 +262,33 @@ def test_the_raw_stream_matches_openais_schema_chunk_by_chunk(gateway, catalog, 
 
 async def test_a_plain_completion_with_the_async_client(gateway, catalog, make_key):
     _, raw = make_key(**HIGH_LIMITS)
-    api = async_client(gateway, raw)
-    completion = await api.chat.completions.create(model=catalog["echo"], messages=user("async hello"))
+    async with async_client(gateway, raw) as api:
+        completion = await api.chat.completions.create(model=catalog["echo"], messages=user("async hello"))
+        response = await api.chat.completions.with_raw_response.create(
+            model=catalog["echo"], messages=user("async raw")
+        )
     assert completion.choices[0].message.content == "You said: async hello"
     assert completion.choices[0].finish_reason == "stop"
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (5, 4)
-    response = await api.chat.completions.with_raw_response.create(
-        model=catalog["echo"], messages=user("async raw")
-    )
     validator_for("CreateChatCompletionResponse").validate(response.http_response.json())
     assert response.headers["server-timing"].startswith("gateway;dur=")
-    await api.close()
+    assert response.headers["x-ratelimit-remaining-rpm"] == "998"
 
 
 @pytest.mark.parametrize("include_usage", [False, True], ids=["no-usage-asked", "usage-asked"])
 async def test_a_stream_with_the_async_client(gateway, catalog, make_key, include_usage):
     _, raw = make_key(**HIGH_LIMITS)
-    api = async_client(gateway, raw)
     extra = {"stream_options": {"include_usage": True}} if include_usage else {}
-    stream = await api.chat.completions.create(
-        model=catalog["echo"], messages=user("async stream"), stream=True, **extra
-    )
-    chunks = [chunk async for chunk in stream]
+    async with async_client(gateway, raw) as api:
+        stream = await api.chat.completions.create(
+            model=catalog["echo"], messages=user("async stream"), stream=True, **extra
+        )
+        chunks = [chunk async for chunk in stream]
+        async with api.chat.completions.with_streaming_response.create(
+            model=catalog["echo"], messages=user("async raw stream"), stream=True, **extra
+        ) as response:
+            headers = response.headers
+            payloads = [line[5:].strip() async for line in response.iter_lines() if line.startswith("data:")]
     content = [c for c in chunks if c.choices]
     assert "".join(c.choices[0].delta.content or "" for c in content) == "You said: async stream"
     assert content[-1].choices[0].finish_reason == "stop"
@@ -292,15 +297,12 @@ async def test_a_stream_with_the_async_client(gateway, catalog, make_key, includ
         assert len(content) == len(chunks) - 1
     else:
         assert content == chunks
-    async with api.chat.completions.with_streaming_response.create(
-        model=catalog["echo"], messages=user("async raw stream"), stream=True, **extra
-    ) as response:
-        assert response.headers["content-type"].startswith("text/event-stream")
-        payloads = [line[5:].strip() async for line in response.iter_lines() if line.startswith("data:")]
-    chunks = validate_stream(payloads)
-    assert stream_text(chunks) == "You said: async raw stream"
-    assert any(not c["choices"] for c in chunks) is include_usage
-    await api.close()
+    assert headers["content-type"].startswith("text/event-stream")
+    assert headers["x-accel-buffering"] == "no"
+    assert_gateway_headers(headers, rpm=1000, rpd=100_000, counted=2)
+    raw_chunks = validate_stream(payloads)
+    assert stream_text(raw_chunks) == "You said: async raw stream"
+    assert any(not c["choices"] for c in raw_chunks) is include_usage
 
 
 # ------------------------------------------------------------------------------- what the upstream sees
