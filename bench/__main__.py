@@ -1,0 +1,259 @@
+"""``python -m bench``: set up, start the servers, run every phase, report, and always stop the servers.
+
+A phase that fails (say the paid model answers with errors, or a client raises) is recorded with its error and
+the run goes on; only a failure of the benchmark's own machinery (no database, a server that won't start)
+ends it early with a non-zero exit code.
+"""
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import accounting, gatewaylog, phases, procs, pyspy, report, setup, table, wrk
+from bench.setup import FREE_MODEL, PAID_MODEL, UPSTREAM_MODEL, BenchError
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=None, help="seconds per measured run (10; quick: 3)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="seconds of warm-up before each (3; quick: 1)"
+    )
+    parser.add_argument("--quick", action="store_true", help="short phases and 20,000 RSS requests")
+    parser.add_argument("--rss-requests", type=int, default=None, help="requests between RSS readings")
+    parser.add_argument(
+        "--rss-warmup", type=int, default=10_000, help="requests before the first RSS reading"
+    )
+    parser.add_argument("--ttfc-requests", type=int, default=None, help="streamed requests (500; quick: 100)")
+    parser.add_argument(
+        "--pin",
+        choices=("none", "split"),
+        default="none",
+        help="none: let the scheduler place processes; split: gateway on CPU 1, upstream and load on CPU 0",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="S",
+        help="first wait up to S seconds until other processes use under 15%% of a core",
+    )
+    parser.add_argument("--profile", action="store_true", help="also profile the gateway with py-spy")
+    parser.add_argument("--skip-paid", action="store_true", help="don't measure the paid model")
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
+    return parser.parse_args(argv)
+
+
+def resolve(args: argparse.Namespace) -> dict:
+    quick = args.quick
+    return {
+        "quick": quick,
+        "seconds": args.duration or (3 if quick else 10),
+        "warmup": args.warmup if args.warmup is not None else (1 if quick else 3),
+        "rss_requests": args.rss_requests or (20_000 if quick else 100_000),
+        "rss_warmup": args.rss_warmup,
+        "ttfc_requests": args.ttfc_requests or (100 if quick else 500),
+        "ttfc_warmup": 20 if quick else 50,
+        "profile": args.profile,
+        "skip_paid": args.skip_paid,
+    }
+
+
+def pinning(mode: str) -> dict:
+    """CPU sets for each process. The load generator includes this process (the streaming client)."""
+    if mode == "split" and (os.cpu_count() or 1) >= 2:
+        plan = {"mode": "split", "gateway": "1", "upstream": "0", "load": "0"}
+        os.sched_setaffinity(0, {0})
+        return plan
+    return {"mode": "none", "gateway": None, "upstream": None, "load": None}
+
+
+def guarded(results: dict, name: str, fn: Callable[[], dict]) -> dict | None:
+    """Run one phase; an exception becomes the phase's recorded error instead of ending the run."""
+    print(f"[{name}] ...", flush=True)
+    started, span = time.monotonic(), {"phase": name, "start": gatewaylog.now()}
+    results["timeline"].append(span)
+    try:
+        results["phases"][name] = fn()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        results["phases"][name] = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+        print(f"[{name}] failed: {type(exc).__name__}: {exc}", flush=True)
+        return None
+    finally:
+        span["end"] = gatewaylog.now()
+    print(
+        f"[{name}] done in {time.monotonic() - started:.0f} s: {_brief(results['phases'][name])}", flush=True
+    )
+    return results["phases"][name]
+
+
+def _brief(phase: dict) -> str:
+    if "direct" in phase and "p50_ms" in phase["direct"]:
+        d, g = phase["direct"], phase["gateway"]
+        return (
+            f"p50 {d['p50_ms']:.3f} -> {g['p50_ms']:.3f} ms, p99 {d['p99_ms']:.3f} -> {g['p99_ms']:.3f} ms, "
+            f"{d.get('ok_rps', 0):,.0f} -> {g.get('ok_rps', 0):,.0f} ok req/s, non-2xx {g.get('non_2xx', '-')}"
+        )
+    if "added_p50_ms" in phase:
+        return f"added p50 {phase['added_p50_ms']:+.3f} ms, p99 {phase['added_p99_ms']:+.3f} ms"
+    if "growth_pct" in phase:
+        return f"RSS {phase['rss_before_mb']} -> {phase['rss_after_mb']} MB ({phase['growth_pct']:+.2f}%)"
+    return "ok"
+
+
+def run_phases(ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Service) -> None:
+    """Every phase in order; once the gateway process is gone, the remaining ones are marked as such."""
+
+    def rate() -> float:  # the free model's measured rate sizes the RSS runs
+        return (results["phases"].get("free_32c") or {}).get("gateway", {}).get("rps", 1000.0)
+
+    plan = [
+        ("free_1c", lambda: phases.compare(ctx, FREE_MODEL, 1, 1)),
+        ("free_32c", lambda: phases.compare(ctx, FREE_MODEL, 32, 2)),
+        ("stream_ttfc", lambda: phases.stream_ttfc(ctx, opts["ttfc_requests"], opts["ttfc_warmup"])),
+        ("rss", lambda: phases.rss_growth(ctx, opts["rss_warmup"], opts["rss_requests"], rate())),
+    ]
+    if not opts["skip_paid"]:
+        plan += [
+            ("paid_1c", lambda: phases.compare(ctx, PAID_MODEL, 1, 1)),
+            ("paid_32c", lambda: phases.compare(ctx, PAID_MODEL, 32, 2)),
+        ]
+    for name, fn in plan:
+        if not gateway.alive():
+            results["phases"][name] = {
+                "error": f"the gateway exited (code {gateway.proc.returncode}) earlier"
+            }
+            continue
+        guarded(results, name, fn)
+
+
+def run_profiles(ctx: phases.Ctx, opts: dict, results: dict) -> None:
+    binary = pyspy.find()
+    if binary is None:
+        results["profile"] = {"error": "py-spy is not installed (pip install py-spy)"}
+        print("  --profile: py-spy is not installed, skipping", flush=True)
+        return
+    seconds = min(opts["seconds"], 10)
+    models = [("", FREE_MODEL)] + ([] if opts["skip_paid"] else [("-paid", PAID_MODEL)])
+    results["profile"] = {}
+    for tag, model in models:
+        guarded(
+            results,
+            f"profile{tag}",
+            lambda m=model, t=tag: pyspy.profile(binary, ctx, m, RESULTS_DIR, seconds, t),
+        )
+        results["profile"][model] = results["phases"].pop(f"profile{tag}", None)
+
+
+def probes(ctx: phases.Ctx, with_paid: bool) -> dict:
+    out = {
+        "direct": phases.probe(ctx, "direct", UPSTREAM_MODEL),
+        "gateway_free": phases.probe(ctx, "gateway", FREE_MODEL),
+        "gateway_free_stream": phases.probe(ctx, "gateway", FREE_MODEL, stream=True),
+    }
+    if with_paid:
+        out["gateway_paid"] = phases.probe(ctx, "gateway", PAID_MODEL)
+    for name, probe in out.items():
+        print(f"  probe {name}: HTTP {probe.get('status', probe.get('error'))}", flush=True)
+    return out
+
+
+def serve_and_measure(opts: dict, results: dict, stack: contextlib.ExitStack, workdir: Path) -> None:
+    database_url = os.environ.get("DATABASE_URL") or setup.DEFAULT_DATABASE_URL
+    redis_url = os.environ.get("REDIS_URL") or setup.DEFAULT_REDIS_URL
+    plan = results["pinning"]
+    upstream_port, gateway_port = procs.free_port(), procs.free_port()
+    upstream_base = f"http://127.0.0.1:{upstream_port}"
+    print("setup: database, migrations, Redis db, catalog, account, key", flush=True)
+    fixture = setup.prepare(database_url, redis_url, upstream_base, workdir)
+    upstream = procs.start_upstream(
+        upstream_port, fixture.env, RESULTS_DIR / "upstream.log", plan["upstream"]
+    )
+    stack.callback(upstream.stop)
+    gateway = procs.start_gateway(gateway_port, fixture.env, RESULTS_DIR / "gateway.log", plan["gateway"])
+    stack.callback(gateway.stop)
+    auth = {"Authorization": f"Bearer {fixture.key}"}
+    procs.wait_ready(upstream, f"{upstream_base}/v1/models", {})
+    started_in = procs.wait_ready(gateway, f"http://127.0.0.1:{gateway_port}/v1/models", auth)
+    print(f"servers up (gateway answered after {started_in:.1f} s)", flush=True)
+    ctx = phases.Ctx(
+        wrk_bin=results["wrk_bin"], scripts=workdir, direct=upstream_base, gateway=f"http://127.0.0.1:{gateway_port}",
+        key=fixture.key, seconds=opts["seconds"], warmup=opts["warmup"], load_cpus=plan["load"],
+        gateway_pid=gateway.pid, upstream_pid=upstream.pid,
+    )  # fmt: skip
+    results["probes"] = probes(ctx, not opts["skip_paid"])
+    results["gateway"] = {"rss_at_start_mb": round(procs.rss_bytes(gateway.pid) / 2**20, 2)}
+    run_phases(ctx, opts, results, gateway)
+    if opts["profile"]:
+        run_profiles(ctx, opts, results)
+    results["gateway"]["alive_at_end"] = gateway.alive()
+    results["gateway"]["exit_code"] = gateway.stop()  # graceful: flushes settlement before the check below
+    results["gateway"]["graceful_stop"] = not gateway.killed
+    results["gateway"]["log"] = gatewaylog.scan(gateway.log_path, results["timeline"])
+    print("checking the usage records against the requests sent", flush=True)
+    results["accounting"] = accounting.check(fixture.env, fixture.email, dict(ctx.sent))
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = resolve(args)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    wrk_bin = wrk.ensure_wrk()
+    quiet = procs.wait_quiet(args.wait_quiet)
+    results: dict = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "options": opts,
+        "machine": report.machine(wrk.wrk_version(wrk_bin)),
+        "before_start": quiet,
+        "pinning": pinning(args.pin),
+        "wrk_bin": wrk_bin,
+        "phases": {},
+        "timeline": [],
+    }
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        serve_and_measure(opts, results, stack, Path(tmp))
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["targets"] = report.verdicts(results["phases"])
+    report.write_json(results, args.output)
+    print()
+    print(table.render(results))
+    print(f"\nfull results: {_shown(args.output)}")
+    return 0
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be shown: relative to the working directory when inside it."""
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so SIGTERM unwinds like Ctrl-C: the servers are stopped on the way out
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run(parse_args(argv))
+    except BenchError as exc:
+        print(f"\nbench failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: servers stopped, no results written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The measured phases. Each one measures "direct" and then "through the gateway", back to back.
+
+Every measured wrk run is preceded by a short unmeasured warm-up with the same settings, so connection pools,
+caches and the CPU frequency are in their steady state before counting starts.
+"""
+
+import json
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import ttfc, wrk
+from bench.procs import busiest, cpu_seconds, cpu_snapshot, rss_bytes
+from bench.setup import FREE_MODEL, UPSTREAM_MODEL, chat_body
+
+PATH = "/v1/chat/completions"
+DIRECT_KEY = "bench-direct"  # the upstream ignores it; sent so both sides parse the same headers
+
+
+@dataclass
+class Ctx:
+    """Where to send load and with what."""
+
+    wrk_bin: str
+    scripts: Path
+    direct: str  # base URL of the upstream
+    gateway: str  # base URL of the gateway
+    key: str
+    seconds: int
+    warmup: int
+    load_cpus: str | None
+    gateway_pid: int
+    upstream_pid: int
+    sent: Counter = field(default_factory=Counter)  # requests sent to the gateway, per model
+
+    def url(self, target: str) -> str:
+        return (self.direct if target == "direct" else self.gateway) + PATH
+
+    def script(self, target: str, model: str) -> Path:
+        path = self.scripts / f"{target}-{model}.lua"
+        if not path.exists():
+            key = DIRECT_KEY if target == "direct" else self.key
+            wrk.write_script(self.scripts, path.stem, chat_body(model), key)
+        return path
+
+
+def load(ctx: Ctx, target: str, model: str, connections: int, threads: int, seconds: int) -> wrk.WrkResult:
+    result = wrk.run(
+        ctx.wrk_bin, ctx.url(target), ctx.script(target, model),
+        connections=connections, threads=threads, seconds=seconds, cpus=ctx.load_cpus,
+    )  # fmt: skip
+    if target == "gateway":
+        ctx.sent[model] += result.requests
+    return result
+
+
+def measure(ctx: Ctx, target: str, model: str, connections: int, threads: int) -> dict:
+    """Warm up, then one measured run; also how busy each server was during it (% of one core)."""
+    warm = load(ctx, target, model, connections, threads, ctx.warmup) if ctx.warmup else None
+    pids = {"gateway": ctx.gateway_pid, "upstream": ctx.upstream_pid}
+    machine = cpu_snapshot()
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    result = load(ctx, target, model, connections, threads, ctx.seconds)
+    busy = {
+        name: round(100 * (cpu_seconds(pid) - before[name]) / result.duration_s, 1)
+        for name, pid in pids.items()
+    }
+    others = busiest(machine, cpu_snapshot(), result.duration_s, {*pids.values(), os.getpid()})
+    out = {"model": model, **result.summary(), "cpu_pct": busy, "other_processes": others, "raw": result.raw}
+    if warm is not None:
+        out["warmup"] = {"requests": warm.requests, "rps": warm.rps, "non_2xx": warm.non_2xx}
+    return out
+
+
+def compare(ctx: Ctx, model: str, connections: int, threads: int) -> dict:
+    """The same load, direct then through the gateway, and what the gateway added."""
+    direct = measure(ctx, "direct", UPSTREAM_MODEL, connections, threads)
+    gateway = measure(ctx, "gateway", model, connections, threads)
+    return {
+        "connections": connections,
+        "threads": threads,
+        "direct": direct,
+        "gateway": gateway,
+        "added_p50_ms": round(gateway["p50_ms"] - direct["p50_ms"], 4),
+        "added_p99_ms": round(gateway["p99_ms"] - direct["p99_ms"], 4),
+        "rps_ratio": round(gateway["ok_rps"] / direct["ok_rps"], 4) if direct["ok_rps"] else None,
+    }
+
+
+def stream_ttfc(ctx: Ctx, count: int, warmup: int) -> dict:
+    """Time to the first ``data:`` event of a stream, direct and through the gateway."""
+    direct = ttfc.measure(ctx.url("direct"), DIRECT_KEY, UPSTREAM_MODEL, count=count, warmup=warmup)
+    gateway = ttfc.measure(ctx.url("gateway"), ctx.key, FREE_MODEL, count=count, warmup=warmup)
+    ctx.sent[FREE_MODEL] += count + warmup
+    out = {"requests": count, "warmup": warmup, "direct": direct, "gateway": gateway}
+    if "p50_ms" in direct and "p50_ms" in gateway:
+        out["added_p50_ms"] = round(gateway["p50_ms"] - direct["p50_ms"], 4)
+        out["added_p99_ms"] = round(gateway["p99_ms"] - direct["p99_ms"], 4)
+    return out
+
+
+def drive(ctx: Ctx, model: str, requests: int, rps_hint: float, max_runs: int = 12) -> tuple[int, list[dict]]:
+    """Send at least ``requests`` through the gateway at 32 connections, in wrk runs sized from the rate.
+
+    wrk has no request-count mode, so runs are timed from the last measured rate and repeated until enough
+    requests went through (bounded, so a stalled gateway can't keep the benchmark running forever).
+    """
+    done, runs = 0, []
+    rate = max(rps_hint, 100.0)
+    while done < requests and len(runs) < max_runs:
+        seconds = min(60, max(2, math.ceil((requests - done) / rate * 1.05)))
+        result = load(ctx, "gateway", model, 32, 2, seconds)
+        done += result.requests
+        rate = max(result.rps, 100.0)
+        runs.append(
+            {"seconds": seconds, "requests": result.requests, "rps": result.rps, "non_2xx": result.non_2xx}
+        )
+        runs[-1]["rss_mb"] = round(rss_bytes(ctx.gateway_pid) / 2**20, 2)
+    return done, runs
+
+
+def rss_growth(ctx: Ctx, warm_requests: int, requests: int, rps_hint: float) -> dict:
+    """The gateway's resident memory after a warm-up, and again after ``requests`` more requests."""
+    warm_done, warm_runs = drive(ctx, FREE_MODEL, warm_requests, rps_hint)
+    time.sleep(1.0)  # let the settlement queue drain, so its buffers are not counted as growth
+    before = rss_bytes(ctx.gateway_pid)
+    done, runs = drive(ctx, FREE_MODEL, requests, warm_runs[-1]["rps"] if warm_runs else rps_hint)
+    time.sleep(1.0)
+    after = rss_bytes(ctx.gateway_pid)
+    return {
+        "warmup_requests": warm_done,
+        "requests": done,
+        "rss_before_mb": round(before / 2**20, 2),
+        "rss_after_mb": round(after / 2**20, 2),
+        "growth_pct": round(100 * (after - before) / before, 2),
+        "runs": runs,
+        "non_2xx": sum(run["non_2xx"] for run in warm_runs + runs),
+    }
+
+
+def probe(ctx: Ctx, target: str, model: str, *, stream: bool = False) -> dict:
+    """One request, to see (and record) exactly what the client gets before putting load on it."""
+    key = DIRECT_KEY if target == "direct" else ctx.key
+    data = json.dumps(chat_body(model, stream=stream)).encode()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    request = urllib.request.Request(ctx.url(target), data=data, headers=headers, method="POST")
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            status, body, got = resp.status, resp.read(), resp.headers
+    except urllib.error.HTTPError as exc:
+        status, body, got = exc.code, exc.read(), exc.headers
+    except OSError as exc:
+        return {"model": model, "stream": stream, "error": str(exc)}
+    if target == "gateway":
+        ctx.sent[model] += 1
+    return {
+        "model": model,
+        "stream": stream,
+        "status": status,
+        "ms": round((time.perf_counter() - started) * 1000, 3),
+        "server_timing": got.get("server-timing"),
+        "body": body[:400].decode("utf-8", "replace"),
+    }

@@ -1,0 +1,200 @@
+"""The two servers under test, as child processes: the fake upstream and one uvicorn gateway process.
+
+Each runs in its own session (process group), so a Ctrl-C in the terminal reaches only the benchmark, which
+then stops them in order: the gateway first, gracefully, so that it flushes its settlement queue.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from bench.setup import ROOT, BenchError
+
+try:  # psutil is optional: /proc gives the same number on Linux
+    import psutil
+except ImportError:  # pragma: no cover - depends on the environment
+    psutil = None
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the kernel picks it); good enough on a quiet machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pin_prefix(cpus: str | None) -> list[str]:
+    """``taskset -c CPUS`` in front of a command, or nothing. taskset execs, so the PID stays the server's."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
+@dataclass
+class Service:
+    """One child server, its log file, and how to stop it."""
+
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    log_file: IO[bytes]
+    exit_code: int | None = field(default=None)
+    killed: bool = field(default=False)  # it ignored SIGTERM for the whole grace period
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 25) -> str:
+        self.log_file.flush()
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds. Returns the exit code; safe to call twice.
+
+        uvicorn re-raises the SIGTERM after its graceful shutdown, so -15 is the normal exit code here.
+        """
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                self.proc.wait(5)
+        self.exit_code = self.proc.returncode
+        if not self.log_file.closed:
+            self.log_file.close()
+        return self.exit_code
+
+
+def start(name: str, cmd: list[str], env: dict[str, str], log_path: Path, cpus: str | None) -> Service:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("wb")
+    proc = subprocess.Popen(
+        [*pin_prefix(cpus), *cmd],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Service(name, proc, log_path, log_file)
+
+
+def start_upstream(port: int, env: dict[str, str], log_path: Path, cpus: str | None) -> Service:
+    cmd = [sys.executable, "-m", "tests.upstream", "--host", "127.0.0.1", "--port", str(port)]
+    return start("upstream", cmd, env, log_path, cpus)
+
+
+def start_gateway(port: int, env: dict[str, str], log_path: Path, cpus: str | None) -> Service:
+    """One uvicorn process with the fast event loop and HTTP parser, no access log (as in production)."""
+    cmd = [
+        sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    return start("gateway", cmd, env, log_path, cpus)
+
+
+def wait_ready(service: Service, url: str, headers: dict[str, str], timeout: float = 60.0) -> float:
+    """Poll ``url`` until it answers 200; the seconds it took. Fails fast if the process dies."""
+    started = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - started < timeout:
+        if not service.alive():
+            raise BenchError(
+                f"the {service.name} exited with code {service.proc.returncode} while starting:\n{service.tail()}"
+            )
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as resp:
+                if resp.status == 200:
+                    return time.monotonic() - started
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise BenchError(
+        f"the {service.name} did not answer {url} within {timeout:.0f} s ({last}):\n{service.tail()}"
+    )
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of one process, in bytes."""
+    if psutil is not None:
+        return psutil.Process(pid).memory_info().rss
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, to tell who was busy during a phase."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def cpu_snapshot() -> dict[int, tuple[str, float]]:
+    """CPU seconds used so far by every process on the machine, to spot neighbours that skew a run."""
+    snapshot = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            used = cpu_seconds(int(entry.name))
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError, IndexError):
+            continue  # gone in the meantime, or a kernel thread without a command line
+        snapshot[int(entry.name)] = (cmdline.replace(str(ROOT) + "/", "")[:100] or entry.name, used)
+    return snapshot
+
+
+def busiest(before: dict, after: dict, seconds: float, skip: set[int], limit: int = 3) -> list[dict]:
+    """The processes (other than ``skip``) that used the most CPU between two snapshots, in % of a core."""
+    usage = []
+    for pid, (name, used) in after.items():
+        if pid in skip or pid not in before:
+            continue
+        pct = 100 * (used - before[pid][1]) / seconds if seconds else 0.0
+        if pct >= 5:
+            usage.append({"pid": pid, "cmd": name, "cpu_pct": round(pct, 1)})
+    return sorted(usage, key=lambda item: -item["cpu_pct"])[:limit]
+
+
+def neighbours_busy(seconds: float = 2.0) -> float:
+    """CPU used by every other process over ``seconds``, in % of one core (PostgreSQL and Redis excluded)."""
+    before = cpu_snapshot()
+    time.sleep(seconds)
+    others = busiest(before, cpu_snapshot(), seconds, {os.getpid()}, limit=1000)
+    return sum(p["cpu_pct"] for p in others if not p["cmd"].startswith(("postgres", "redis-server")))
+
+
+def wait_quiet(max_wait: float, threshold: float = 15.0) -> dict:
+    """Wait (up to ``max_wait`` s) for other processes to leave the CPUs alone; what was seen last."""
+    started = time.monotonic()
+    busy = neighbours_busy()
+    while busy > threshold and time.monotonic() - started < max_wait:
+        print(f"  other processes use {busy:.0f}% of a core; waiting for a quiet machine", flush=True)
+        time.sleep(3)
+        busy = neighbours_busy()
+    return {"neighbours_cpu_pct": round(busy, 1), "waited_s": round(time.monotonic() - started, 1)}

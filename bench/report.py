@@ -1,0 +1,123 @@
+"""Turning the measurements into a verdict: targets marked PASS or MISS, a table, and the JSON record.
+
+The targets are the ones the issues set for the hot path. A latency measured while the gateway answered with
+errors is not trusted (an error is faster than a relay), so such a target is a MISS whatever the number.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from bench.setup import ROOT
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    op: str  # "<=", ">=" or "=="
+    limit: float
+    unit: str
+    value: Callable[[dict], float | None]
+    trusted: Callable[[dict], bool] = lambda phases: True
+
+
+def _get(phases: dict, *path: str) -> float | None:
+    node = phases
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, int | float) else None
+
+
+def _clean(phase: str) -> Callable[[dict], bool]:
+    """True when the gateway run of ``phase`` had no error responses and no socket errors."""
+
+    def check(phases: dict) -> bool:
+        gateway = phases.get(phase, {}).get("gateway", {})
+        return gateway.get("non_2xx") == 0 and gateway.get("socket_errors") == 0
+
+    return check
+
+
+TARGETS = (
+    Target("free_added_p50_1c", "free, 1 conn: added p50", "<=", 1.0, "ms",
+           lambda p: _get(p, "free_1c", "added_p50_ms"), _clean("free_1c")),
+    Target("free_added_p99_1c", "free, 1 conn: added p99", "<=", 3.0, "ms",
+           lambda p: _get(p, "free_1c", "added_p99_ms"), _clean("free_1c")),
+    Target("free_rps_32c", "free, 32 conn: gateway req/s", ">=", 1500, "req/s",
+           lambda p: _get(p, "free_32c", "gateway", "ok_rps")),
+    Target("free_non2xx_32c", "free, 32 conn: non-2xx", "==", 0, "",
+           lambda p: _get(p, "free_32c", "gateway", "non_2xx")),
+    Target("ttfc_added_p50", "stream: added TTFC p50", "<=", 1.0, "ms",
+           lambda p: _get(p, "stream_ttfc", "added_p50_ms"),
+           lambda p: _get(p, "stream_ttfc", "gateway", "errors") == 0),
+    Target("rss_growth_pct", "gateway RSS growth", "<=", 10.0, "%",
+           lambda p: _get(p, "rss", "growth_pct")),
+    Target("paid_added_p50_1c", "paid, 1 conn: added p50", "<=", 1.5, "ms",
+           lambda p: _get(p, "paid_1c", "added_p50_ms"), _clean("paid_1c")),
+    Target("paid_rps_32c", "paid, 32 conn: gateway req/s", ">=", 1000, "req/s",
+           lambda p: _get(p, "paid_32c", "gateway", "ok_rps")),
+    Target("paid_non2xx_32c", "paid, 32 conn: non-2xx", "==", 0, "",
+           lambda p: _get(p, "paid_32c", "gateway", "non_2xx")),
+)  # fmt: skip
+
+
+def verdicts(phases: dict) -> list[dict]:
+    out = []
+    for target in TARGETS:
+        value = target.value(phases)
+        if value is None:
+            status, note = "MISS", "not measured"
+        elif not target.trusted(phases):
+            status, note = "MISS", "gateway answered with errors"
+        else:
+            met = {"<=": value <= target.limit, ">=": value >= target.limit, "==": value == target.limit}
+            status, note = ("PASS" if met[target.op] else "MISS"), ""
+        out.append({
+            "key": target.key, "label": target.label, "value": value, "op": target.op,
+            "limit": target.limit, "unit": target.unit, "status": status, "note": note,
+        })  # fmt: skip
+    return out
+
+
+def machine(wrk_version: str) -> dict:
+    """Facts that decide whether two result files can be compared at all."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("django", "uvicorn", "uvloop", "httptools", "aiohttp", "redis", "psycopg"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "load_average": os.getloadavg(),
+        "wrk": wrk_version,
+        "packages": versions,
+        "commit": commit.stdout.strip() or None,
+    }
+
+
+def write_json(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")

@@ -1,0 +1,166 @@
+"""Preparing a clean, dedicated world for one run: database, Redis db, catalog, account and key.
+
+Everything goes through the project's own management commands (run as subprocesses with the gateway's
+environment), so the benchmark exercises the same code paths an operator uses, and a key minted here hashes
+under the same secret the gateway will check it with.
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import redis
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/inference_space_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+SECRET = "bench-secret-not-for-production"
+PROVIDER = "bench-upstream"
+FREE_MODEL = "bench-free"
+PAID_MODEL = "bench-paid"
+UPSTREAM_MODEL = "echo"
+CREDITS_USD = "1000000"
+
+
+class BenchError(RuntimeError):
+    """The benchmark itself cannot go on (as opposed to the gateway missing a target)."""
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """What the measurements need from the setup."""
+
+    env: dict[str, str]
+    email: str
+    key: str
+
+
+def chat_body(model: str, *, stream: bool = False) -> dict:
+    """The request every phase sends: short, so the numbers are about the gateway, not about the payload."""
+    body: dict = {"model": model, "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def service_env(database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of the gateway and of the management commands: production-like (DEBUG off)."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        DEBUG="false",
+        SECRET_KEY=SECRET,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="false",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def check_targets(database_url: str, redis_url: str) -> None:
+    """Refuse URLs that look like real data: the run adds accounts to the database and wipes the Redis db."""
+    name = urlsplit(database_url).path.lstrip("/")
+    if "bench" not in name:
+        raise BenchError(f"DATABASE_URL names database '{name}'; the benchmark only uses a *bench* database")
+    db_index = urlsplit(redis_url).path.lstrip("/")
+    if not db_index.isdigit() or db_index == "0":
+        raise BenchError("REDIS_URL must name a dedicated Redis db other than 0 (it is flushed), e.g. /14")
+
+
+def ensure_database(database_url: str) -> bool:
+    """Create the bench database when missing; True if it was created. Connects to the server's 'postgres'."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if exists:
+                return False
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return True
+    except psycopg.OperationalError as exc:
+        raise BenchError(f"PostgreSQL is not reachable ({exc}); start it with: bash .ci/services") from exc
+
+
+def flush_redis(redis_url: str) -> None:
+    """Start from empty limiter counters and caches, so earlier runs can't change this one."""
+    try:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=5)
+        client.flushdb()
+        client.close()
+    except redis.RedisError as exc:
+        raise BenchError(f"Redis is not reachable ({exc}); start it with: bash .ci/services") from exc
+
+
+def catalog_toml(upstream_base_url: str) -> str:
+    """A catalog like catalog.demo.toml, but with an OpenAI-kind provider pointing at the fake upstream.
+
+    The circuit threshold is high so that a burst of errors during a run can't open the circuit and turn the
+    rest of the measurement into instant 503s.
+    """
+    models = ""
+    for model_id, price_in, price_out, what in (
+        (FREE_MODEL, "0", "0", "free: the pipeline without money"),
+        (PAID_MODEL, "0.50", "1.50", "paid: the full pipeline, with reserve and settle"),
+    ):
+        models += f"""
+[[models]]
+id = "{model_id}"
+owned_by = "bench"
+description = "Benchmark model, {what}"
+input_usd_per_mtok = "{price_in}"
+output_usd_per_mtok = "{price_out}"
+context_length = 8192
+max_output_tokens = 1024
+routes = [{{ provider = "{PROVIDER}", upstream_model = "{UPSTREAM_MODEL}", priority = 1 }}]
+"""
+    return f"""# Written by the benchmark for one run.
+
+[[providers]]
+name = "{PROVIDER}"
+kind = "openai"
+base_url = "{upstream_base_url}/v1"
+circuit_threshold = 1000
+{models}"""
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    """Run one management command; its stdout, or a BenchError carrying its stderr."""
+    cmd = [sys.executable, "manage.py", *args]
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"manage.py {args[0]} took more than {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip()[-2000:]
+        raise BenchError(f"manage.py {' '.join(args)} failed (exit {done.returncode}):\n{detail}")
+    return done.stdout
+
+
+def prepare(database_url: str, redis_url: str, upstream_base_url: str, workdir: Path) -> Fixture:
+    """Database, migrations, empty Redis db, catalog, an account with credits and a key with huge limits."""
+    check_targets(database_url, redis_url)
+    created = ensure_database(database_url)
+    print(f"  database {'created' if created else 'exists'}; migrating", flush=True)
+    env = service_env(database_url, redis_url)
+    manage(env, "migrate", "--noinput")
+    flush_redis(redis_url)
+    catalog = workdir / "catalog.bench.toml"
+    catalog.write_text(catalog_toml(upstream_base_url), encoding="utf-8")
+    manage(env, "import_catalog", str(catalog))
+    email = f"bench-{secrets.token_hex(4)}@example.com"
+    manage(env, "create_account", email, "--credits", CREDITS_USD)
+    out = manage(env, "mint_key", email, "--name", "bench", "--rpm", "100000000", "--rpd", "1000000000")
+    lines = out.strip().splitlines()
+    if not lines or not lines[-1].startswith("sk-"):
+        raise BenchError(f"mint_key printed no key on its last line:\n{out}")
+    return Fixture(env=env, email=email, key=lines[-1].strip())

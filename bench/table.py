@@ -1,0 +1,195 @@
+"""The human-readable summary printed at the end of a run (the JSON file has everything else)."""
+
+from bench.setup import FREE_MODEL, PAID_MODEL
+
+
+def _row(
+    label: str, direct: str = "", gateway: str = "", added: str = "", target: str = "", status: str = ""
+) -> str:
+    """label | direct | gateway | added (right-aligned numbers) | target | result."""
+    line = f"{label:<30}{direct:>14}{gateway:>14}{added:>12}   {target:<22}{status}"
+    return line.rstrip()
+
+
+def _ms(value: float | None, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.3f} ms" if sign else f"{value:.3f} ms"
+
+
+def _target_text(verdict: dict | None) -> tuple[str, str]:
+    if verdict is None:
+        return "", ""
+    limit = f"{verdict['limit']:,g}"
+    unit = f" {verdict['unit']}" if verdict["unit"] else ""
+    prefix = "added " if verdict["unit"] == "ms" else ""
+    status = verdict["status"] + (f" ({verdict['note']})" if verdict["note"] else "")
+    return f"{prefix}{verdict['op']} {limit}{unit}", status
+
+
+def _with(verdicts: dict, key: str | None) -> tuple[str, str]:
+    return _target_text(verdicts.get(key) if key else None)
+
+
+def _latency(phase: dict, verdicts: dict, keys: tuple[str | None, str | None]) -> list[str]:
+    d, g = phase["direct"], phase["gateway"]
+    return [
+        _row("  latency p50", _ms(d["p50_ms"]), _ms(g["p50_ms"]), _ms(phase["added_p50_ms"], True),
+             *_with(verdicts, keys[0])),
+        _row("  latency p99", _ms(d["p99_ms"]), _ms(g["p99_ms"]), _ms(phase["added_p99_ms"], True),
+             *_with(verdicts, keys[1])),
+        _row("  requests / non-2xx", f"{d['requests']:,} / {d['non_2xx']}", f"{g['requests']:,} / {g['non_2xx']}"),
+    ]  # fmt: skip
+
+
+def _throughput(phase: dict, verdicts: dict, keys: tuple[str, str]) -> list[str]:
+    d, g = phase["direct"], phase["gateway"]
+    ratio = f"({100 * phase['rps_ratio']:.1f}%)" if phase.get("rps_ratio") is not None else ""
+    errors_d = f"{d['non_2xx']} / {d['socket_errors']}"
+    errors_g = f"{g['non_2xx']} / {g['socket_errors']}"
+    return [
+        _row("  requests/s", f"{d['ok_rps']:,.0f}", f"{g['ok_rps']:,.0f}", ratio, *_with(verdicts, keys[0])),
+        _row("  latency p50 / p99", f"{d['p50_ms']:.2f}/{d['p99_ms']:.2f}", f"{g['p50_ms']:.2f}/{g['p99_ms']:.2f}",
+             "ms"),
+        _row("  non-2xx / socket errors", errors_d, errors_g, "", *_with(verdicts, keys[1])),
+        _row("  gateway CPU (% of a core)", "", f"{g['cpu_pct']['gateway']:.0f}%"),
+    ]  # fmt: skip
+
+
+def _ttfc(phase: dict, verdicts: dict) -> list[str]:
+    d, g = phase["direct"], phase["gateway"]
+    lines = [
+        _row("  p50", _ms(d.get("p50_ms")), _ms(g.get("p50_ms")), _ms(phase.get("added_p50_ms"), True),
+             *_with(verdicts, "ttfc_added_p50")),
+        _row("  p99", _ms(d.get("p99_ms")), _ms(g.get("p99_ms")), _ms(phase.get("added_p99_ms"), True)),
+    ]  # fmt: skip
+    if d["errors"] or g["errors"]:
+        lines.append(_row("  errors", str(d["errors"]), str(g["errors"])))
+    return lines
+
+
+def _rss(phase: dict, verdicts: dict) -> list[str]:
+    return [
+        _row("  RSS before -> after", f"{phase['rss_before_mb']:.1f} MB", f"{phase['rss_after_mb']:.1f} MB",
+             f"{phase['growth_pct']:+.2f} %", *_with(verdicts, "rss_growth_pct")),
+    ]  # fmt: skip
+
+
+def _section(results: dict, name: str, title: str, body) -> list[str]:
+    phase = results["phases"].get(name)
+    if phase is None:
+        return []
+    lines = [title]
+    if "error" in phase:
+        return [*lines, f"  could not measure: {phase['error']}"]
+    return lines + body(phase)
+
+
+def render(results: dict) -> str:
+    m, o = results["machine"], results["options"]
+    verdicts = {v["key"]: v for v in results["targets"]}
+    header = (
+        f"Inference Space benchmark: {m['cpu_count']} CPUs, Python {m['python']}, {m['wrk']}; "
+        f"{o['seconds']} s per measured run after {o['warmup']} s warm-up; pinning: {results['pinning']['mode']}"
+    )
+    quiet = results.get("before_start", {})
+    lines = [header]
+    if quiet:
+        lines.append(f"other processes before the start: {quiet['neighbours_cpu_pct']:.0f}% of a core")
+    lines += ["", _row("", "direct", "gateway", "added", "target", "result")]
+    rss = results["phases"].get("rss", {})
+    sections = (
+        ("free_1c", f"free model ({FREE_MODEL}), 1 connection", lambda p: _latency(p, verdicts, (
+            "free_added_p50_1c", "free_added_p99_1c"))),
+        ("free_32c", "free model, 32 connections", lambda p: _throughput(p, verdicts, (
+            "free_rps_32c", "free_non2xx_32c"))),
+        ("stream_ttfc", f"stream, time to first chunk ({o['ttfc_requests']} sequential)",
+         lambda p: _ttfc(p, verdicts)),
+        ("rss", f"gateway memory, {rss.get('requests', 0):,} requests after {rss.get('warmup_requests', 0):,}",
+         lambda p: _rss(p, verdicts)),
+        ("paid_1c", f"paid model ({PAID_MODEL}), 1 connection", lambda p: _latency(p, verdicts, (
+            "paid_added_p50_1c", None))),
+        ("paid_32c", "paid model, 32 connections", lambda p: _throughput(p, verdicts, (
+            "paid_rps_32c", "paid_non2xx_32c"))),
+    )  # fmt: skip
+    for name, title, body in sections:
+        lines += _section(results, name, title, body)
+    passed = sum(v["status"] == "PASS" for v in results["targets"])
+    lines += ["", f"targets met: {passed} of {len(results['targets'])}", *notes(results)]
+    return "\n".join(lines)
+
+
+SYSTEM_UNDER_TEST = ("postgres", "redis-server")  # the gateway's own backing services, not neighbours
+
+
+def _neighbours(results: dict) -> list[str]:
+    worst: dict[str, float] = {}
+    for phase in results["phases"].values():
+        for side in ("direct", "gateway"):
+            for proc in (phase.get(side) or {}).get("other_processes", []) if isinstance(phase, dict) else []:
+                if not proc["cmd"].startswith(SYSTEM_UNDER_TEST):
+                    worst[proc["cmd"]] = max(worst.get(proc["cmd"], 0.0), proc["cpu_pct"])
+    return [
+        f"  - busy neighbour (up to {pct:.0f}% of a core during a measured run): {cmd[:90]}"
+        for cmd, pct in sorted(worst.items(), key=lambda item: -item[1])[:3]
+        if pct >= 20
+    ]
+
+
+def _accounting(results: dict) -> list[str]:
+    acc = results.get("accounting") or {}
+    if "error" in acc:
+        return [f"  - usage check failed: {acc['error'][:200]}"]
+    if "per_model" not in acc:
+        return []
+    counts = ", ".join(
+        f"{model} {c['recorded']:,} recorded / {c['sent_completed']:,} completed"
+        for model, c in acc["per_model"].items()
+    )
+    statuses = ", ".join(f"{r['model__name']} HTTP {r['status']}: {r['n']:,}" for r in acc["usage"])
+    matches = "yes" if acc.get("balance_matches_ledger") else "NO"
+    return [
+        f"  - usage records: {counts}",
+        f"    by status: {statuses}",
+        f"    balance equals ledger sum: {matches}; open holds after stop: {acc.get('open_holds')}",
+    ]
+
+
+def notes(results: dict) -> list[str]:
+    """What else a reader should know before trusting the numbers: neighbours, gateway log, bookkeeping."""
+    out = ["", "notes:"]
+    gateway = results.get("gateway", {})
+    log = gateway.get("log", {})
+    out.append(f"  - gateway log: {log.get('lines', 0)} lines (bench/results/gateway.log)")
+    for record in log.get("records", [])[:8]:
+        out.append(
+            f"    {record['count']:>5} x {record['level']} {record['logger']} during {record['phase']}: "
+            f"{record['message'][:80]}"
+        )
+    for item in log.get("exceptions", [])[:6]:
+        out.append(f"    {item['count']:>5} x {item['exception'][:110]}")
+    if "exit_code" in gateway:
+        how = "stopped gracefully" if gateway.get("graceful_stop") else "did NOT stop on SIGTERM (killed)"
+        out.append(f"  - gateway {how}; exit code {gateway['exit_code']} (-15: uvicorn re-raises SIGTERM)")
+    for phase_name, phase in results["phases"].items():
+        for side in ("direct", "gateway"):
+            warm = (phase.get(side) or {}).get("warmup", {}) if isinstance(phase, dict) else {}
+            if warm.get("non_2xx"):
+                out.append(f"  - {phase_name} {side} warm-up: {warm['non_2xx']} non-2xx responses")
+    out += _accounting(results)
+    out += _neighbours(results)
+    return out + profile_lines(results)
+
+
+def profile_lines(results: dict) -> list[str]:
+    """The py-spy summary (with --profile): where the gateway's time goes under 32 connections."""
+    out = []
+    for model, prof in (results.get("profile") or {}).items():
+        if not isinstance(prof, dict) or "top_gil" not in prof:
+            out += ["", f"profile of {model}: {(prof or {}).get('error', 'failed')}"]
+            continue
+        split = ", ".join(f"{kind} {pct:.0f}%" for kind, pct in prof["threads"].items())
+        out += ["", f"profile, {model} at 32 connections ({prof['seconds']} s; active samples: {split})"]
+        out.append(f"  {'own%':>6} {'total%':>7}  top functions by own time while holding the GIL")
+        out += [f"  {t['own_pct']:>6.1f} {t['total_pct']:>7.1f}  {t['function']}" for t in prof["top_gil"]]
+    return out
