@@ -1,9 +1,9 @@
 from django.contrib import admin
-from django.urls import path
-
-from portal import views
+from django.urls import include, path
 
 urlpatterns = [
-    path("", views.landing, name="landing"),
     path("admin/", admin.site.urls),
+    path("api/", include("portal.api_urls")),  # the management API (DRF)
+    path("stripe/", include("billing.urls")),  # the payment provider's webhook
+    path("", include("portal.web_urls")),  # the dashboard and public pages
 ]
