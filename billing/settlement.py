@@ -49,21 +49,23 @@ class Finished:
     created_at: datetime
 
 
-def write_batch(batch: list[Finished], releases: list[int]) -> int:
+def write_batch(batch: list[Finished], releases: list[int], *, retry: bool, touch_keys: set[int]) -> int:
     """Write a batch in one transaction: usage records, ledger debits, balances, spent slices. Sync.
 
-    Rows already written by an earlier try of the same batch are skipped with everything that goes with them.
-    Slices to return are handled last, after the costs consumed from them.
+    On a ``retry`` (an earlier try may have committed without us hearing back), rows already written are
+    skipped with everything that goes with them; a first try saves that read. Slices to return are handled
+    last, after the costs consumed from them. ``touch_keys`` get their last-used time set.
     """
     from billing.models import LedgerEntry, UsageRecord
     from billing.services import hold_release
     from portal.models import ApiKey
 
     with transaction.atomic():
-        done = set(
-            UsageRecord.objects.filter(pk__in=[f.request_id for f in batch]).values_list("pk", flat=True)
-        )
-        fresh = [f for f in batch if f.request_id not in done]
+        fresh = batch
+        if retry:
+            ids = [f.request_id for f in batch]
+            done = set(UsageRecord.objects.filter(pk__in=ids).values_list("pk", flat=True))
+            fresh = [f for f in batch if f.request_id not in done]
         UsageRecord.objects.bulk_create([_usage_row(f) for f in fresh])
         charged = [f for f in fresh if f.cost > 0]
         LedgerEntry.objects.bulk_create([
@@ -72,8 +74,8 @@ def write_batch(batch: list[Finished], releases: list[int]) -> int:
             for f in charged
         ])  # fmt: skip
         _apply_costs(charged)
-        if fresh:
-            ApiKey.objects.filter(pk__in={f.key_id for f in fresh}).update(last_used_at=timezone.now())
+        if touch_keys:
+            ApiKey.objects.filter(pk__in=touch_keys).update(last_used_at=timezone.now())
         for hold_id in releases:
             hold_release(hold_id=hold_id)
     return len(fresh)
@@ -136,6 +138,8 @@ class Settler:
         self._queue: list[Finished] = []
         self._releases: list[int] = []
         self._last_renewal = time.monotonic()
+        self._retry = False  # the last flush failed: it may have committed, so check before writing
+        self._touched: dict[int, float] = {}  # key id -> when its last-used time was last written
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
 
@@ -189,13 +193,29 @@ class Settler:
             return False
         batch, self._queue = self._queue, []
         releases, self._releases = self._releases, []
+        touch = self._keys_to_touch(batch)
         try:
-            await self._run_db(write_batch, batch, releases)
+            await self._run_db(write_batch, batch, releases, retry=self._retry, touch_keys=touch)
         except BaseException as exc:
             self._queue[:0] = batch
             self._releases[:0] = releases
+            self._retry = True
+            for key_id in touch:
+                self._touched.pop(key_id, None)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.exception("settlement flush of %d requests failed; will retry", len(batch))
             return True
+        self._retry = False
         return False
+
+    def _keys_to_touch(self, batch: list[Finished]) -> set[int]:
+        """Keys whose last-used time is worth writing: minute precision is plenty, and saves an UPDATE per
+        flush on a busy key."""
+        now = time.monotonic()
+        keys = {f.key_id for f in batch if now - self._touched.get(f.key_id, -1e9) > 30}
+        if len(self._touched) > 100_000:
+            self._touched.clear()
+        for key_id in keys:
+            self._touched[key_id] = now
+        return keys

@@ -118,6 +118,10 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "landing"
+# Sign-in throttling (portal/throttle.py): failures counted per account and per client address in the cache.
+LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
+LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=20)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -142,8 +146,21 @@ CATALOG_REFRESH_SECONDS = env.float("CATALOG_REFRESH_SECONDS", default=30.0)
 STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 # Settlement is batched: finished requests are written together at most this often (see billing/settlement.py).
-SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.02)
+SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.05)
 HOLD_TIMEOUT_SECONDS = env.int("HOLD_TIMEOUT_SECONDS", default=120)
+
+# The Django cache holds the sign-in throttle's counters, so it must be shared by every process: Redis when there
+# is one, otherwise process memory (fine for the single process of `make run`).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "isp-web",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Celery ----------------------------------------------------------------------------------------------------
 if REDIS_URL:
