@@ -11,6 +11,7 @@ Change counters: every write that changes a key or its owner bumps a counter (``
 therefore refused on the very next request in every process, without a database read per request.
 """
 
+import hashlib
 import math
 import threading
 import time
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+
+from proxy.redispipe import RedisPipe, RedisUnavailable
 
 WINDOW_MS = 60_000
 OK, RPM_EXCEEDED, RPD_EXCEEDED, STALE = 0, 1, 2, -1
@@ -106,6 +109,8 @@ return 0
 """
 
 
+_ADMIT = (hashlib.sha1(_ADMIT_LUA.encode()).hexdigest().encode(), _ADMIT_LUA.encode())
+_REFUND = (hashlib.sha1(_REFUND_LUA.encode()).hexdigest().encode(), _REFUND_LUA.encode())
 CATALOG_VERSION = "isp:catalog:ver"
 
 
@@ -126,19 +131,11 @@ def _quota(raw: list, rpm: int, rpd: int, now: int, member: str) -> Quota:
 
 
 class RedisLimiter:
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+    """The shared limiter: the script above over one pipelined connection (see proxy/redispipe.py)."""
 
+    def __init__(self, url: str) -> None:
         # Fail fast: a request waiting on a dead Redis should get its 503 quickly, and the next one retries.
-        # A bounded pool that waits for a free connection, instead of failing, when many requests arrive at once.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=1.0, socket_connect_timeout=0.5, socket_timeout=1.0
-        )
-        self.redis = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
-        self._admit = self.redis.register_script(_ADMIT_LUA)
-        self._refund = self.redis.register_script(_REFUND_LUA)
+        self.redis = RedisPipe(url, timeout=1.0, connect_timeout=0.5)
 
     async def check(
         self,
@@ -156,35 +153,27 @@ class RedisLimiter:
         day = day_stamp(now)
         member = f"{now}:{token}"  # the time prefix tells a refund which day to give back
         args = [now, rpm, rpd, versions[0], versions[1], member, seconds_to_midnight(now) + 3600, int(count)]
-        try:
-            raw = await self._admit(keys=_names(key_id, user_id, day), args=args)
-        except Exception as exc:  # any Redis failure means the limiter is unavailable
-            raise LimiterUnavailable(str(exc)) from exc
+        raw = await self._run(_ADMIT, _names(key_id, user_id, day), args)
         return _quota(raw, rpm, rpd, now, member)
 
     async def refund(self, *, key_id: int, user_id: int, quota: Quota) -> None:
         names = _names(key_id, user_id, day_stamp(int(quota.member.split(":")[0])))
-        try:
-            await self._refund(keys=names[:2], args=[quota.member])
-        except Exception as exc:
-            raise LimiterUnavailable(str(exc)) from exc
-
-    async def versions(self, *, key_id: int, user_id: int) -> tuple[int, int]:
-        names = _names(key_id, user_id, "")
-        try:
-            kv, uv = await self.redis.mget(names[2], names[3])
-        except Exception as exc:
-            raise LimiterUnavailable(str(exc)) from exc
-        return int(kv or 0), int(uv or 0)
+        await self._run(_REFUND, names[:2], [quota.member])
 
     async def catalog_version(self) -> int:
         try:
-            return int(await self.redis.get(CATALOG_VERSION) or 0)
-        except Exception as exc:
+            return int(await self.redis.call(b"GET", CATALOG_VERSION) or 0)
+        except RedisUnavailable as exc:
+            raise LimiterUnavailable(str(exc)) from exc
+
+    async def _run(self, script: tuple[bytes, bytes], keys: list[str], args: list):
+        try:
+            return await self.redis.evalsha(script[0], script[1], keys, args)
+        except RedisUnavailable as exc:
             raise LimiterUnavailable(str(exc)) from exc
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.redis.close()
 
 
 class LocalLimiter:
@@ -243,10 +232,6 @@ class LocalLimiter:
                     day = (key_id, day_stamp(int(quota.member.split(":")[0])))
                     self._day[day] = max(self._day.get(day, 0) - 1, 0)
                     break
-
-    async def versions(self, *, key_id: int, user_id: int) -> tuple[int, int]:
-        with self._lock:
-            return self._current(key_id, user_id)
 
     def _current(self, key_id: int, user_id: int) -> tuple[int, int]:
         return self._versions.get(f"k{key_id}", 0), self._versions.get(f"u{user_id}", 0)

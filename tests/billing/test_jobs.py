@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from django.utils import timezone
 from billing import jobs, tasks
 from billing.models import Account, DailyUsage, Hold, UsageRecord
 from billing.services import account_for, credits_grant
+from portal.celery import app as celery_app
 from portal.models import ApiKey
 from proxy.models import Model
 from tests.conftest import database_url
@@ -29,6 +31,10 @@ def worker(live_database, artifacts):
         [sys.executable, "-m", "celery", "-A", "portal.celery:app", "worker", "--pool", "solo", "--loglevel", "INFO"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    deadline = time.monotonic() + 90  # a loaded machine can take a while to start a worker
+    while not celery_app.control.ping(timeout=1.0):
+        assert proc.poll() is None, "the Celery worker exited; see test-artifacts/celery-worker.log"
+        assert time.monotonic() < deadline, "the Celery worker did not start within 90 s"
     yield proc
     proc.send_signal(signal.SIGTERM)
     proc.wait(20)
