@@ -61,14 +61,19 @@ def cents(amount: Decimal) -> int:
 
 def _client() -> stripe.StripeClient:
     # Bounded waits: the person is waiting for the redirect. Retries carry an idempotency key, so they can't
-    # create two sessions.
+    # create two sessions. STRIPE_API_BASE (unset in production) points the client at stripe-mock or a test double.
+    base = getattr(settings, "STRIPE_API_BASE", "")
     return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, http_client=stripe.RequestsClient(timeout=(5, 20)), max_network_retries=2
-    )
+        settings.STRIPE_SECRET_KEY, http_client=stripe.RequestsClient(timeout=(5, 20)), max_network_retries=2,
+        base_addresses={"api": base} if base else None,
+    )  # fmt: skip
 
 
 def checkout_create(*, user: User, amount: Decimal, success_url: str, cancel_url: str) -> str:
-    """Open a Checkout Session for ``amount`` USD of credits and return the URL to send the person to."""
+    """Open a Checkout Session for ``amount`` USD of credits and return the URL to send the person to.
+
+    Raises ValueError for an amount we don't sell, PaymentsDisabled, or stripe.StripeError when Stripe refuses
+    or can't be reached (then nothing is recorded)."""
     if not payments_enabled():
         raise PaymentsDisabled(
             "Card purchases are not enabled on this server: the operator must set STRIPE_SECRET_KEY and "

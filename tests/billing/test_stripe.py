@@ -8,13 +8,17 @@ library the server verifies with, so a mistake on either side can't cancel out.
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 import openai
 import pytest
 import requests
+import stripe
 from django.conf import settings
 
 from billing.models import LedgerEntry, Purchase
@@ -46,6 +50,48 @@ def second_shop(live_database, catalog, artifacts):
     gw = start_stripe_gateway(artifacts)
     yield gw
     gw.stop()
+
+
+class FakeStripe(BaseHTTPRequestHandler):
+    """Stripe's API as far as Checkout goes: records each call, answers like Stripe (or refuses, when told)."""
+
+    calls: list
+    refuse = False
+
+    def do_POST(self) -> None:
+        form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        type(self).calls.append((self.path, self.headers["Authorization"], form))
+        if type(self).refuse:
+            self.answer(400, {"error": {"type": "invalid_request_error", "message": "Not a valid URL"}})
+        else:
+            sid = f"cs_test_{uuid.uuid4().hex}"
+            self.answer(
+                200,
+                {"id": sid, "object": "checkout.session", "url": f"https://checkout.stripe.com/c/pay/{sid}"},
+            )
+
+    def answer(self, status: int, body: dict) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_stripe(settings):
+    handler = type("Handler", (FakeStripe,), {"calls": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.STRIPE_SECRET_KEY, settings.STRIPE_WEBHOOK_SECRET = STRIPE_ENV.values()
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_port}"
+    yield handler
+    server.shutdown()
+    server.server_close()
 
 
 def session_event(session_id: str, cents: int, *, kind: str = "checkout.session.completed", paid: str = "paid",
@@ -231,3 +277,39 @@ def test_ten_dollars_bought_raise_the_daily_limit_on_the_very_next_request(shop,
         == str(settings.TIER_RPD)
         == "1000"
     )
+
+
+def test_checkout_asks_stripe_for_the_amount_in_cents_and_records_a_pending_purchase(
+    live_db, make_user, fake_stripe
+):
+    user = make_user()
+    url = checkout_create(
+        user=user, amount=Decimal("12.50"), success_url="https://x/ok", cancel_url="https://x/no"
+    )
+    [(path, auth, form)] = fake_stripe.calls
+    assert (path, auth) == ("/v1/checkout/sessions", "Bearer sk_test_dummy")
+    assert form["mode"] == ["payment"] and form["line_items[0][quantity]"] == ["1"]
+    assert form["line_items[0][price_data][currency]"] == ["usd"]
+    assert form["line_items[0][price_data][unit_amount]"] == ["1250"]
+    assert (form["success_url"], form["cancel_url"]) == (["https://x/ok"], ["https://x/no"])
+    assert form["metadata[user_id]"] == [str(user.pk)] and form["client_reference_id"] == [str(user.pk)]
+    purchase = Purchase.objects.get(user=user)
+    assert (purchase.amount, purchase.status) == (Decimal("12.5"), Purchase.Status.PENDING)
+    assert url == f"https://checkout.stripe.com/c/pay/{purchase.stripe_session_id}"
+
+
+def test_when_stripe_refuses_checkout_nothing_is_recorded(live_db, make_user, fake_stripe):
+    fake_stripe.refuse = True
+    user = make_user()
+    with pytest.raises(stripe.InvalidRequestError, match="Not a valid URL"):
+        checkout_create(user=user, amount=Decimal(20), success_url="https://x/ok", cancel_url="https://x/no")
+    assert len(fake_stripe.calls) == 1  # a refusal is final: not retried
+    assert not Purchase.objects.filter(user=user).exists()
+
+
+def test_a_checkout_then_its_webhook_credits_the_buyer(shop, make_user, fake_stripe):
+    user = make_user()
+    checkout_create(user=user, amount=Decimal(30), success_url="https://x/ok", cancel_url="https://x/no")
+    purchase = Purchase.objects.get(user=user)
+    assert deliver(shop, session_event(purchase.stripe_session_id, 3000)).status_code == 200
+    assert [e.amount for e in credits_for(purchase)] == [Decimal(30)]
