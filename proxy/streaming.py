@@ -108,7 +108,12 @@ async def first_event(lines: Lines, keepalive_after: float) -> tuple[bytes, dict
             if time.monotonic() >= lines.first_deadline:
                 raise TimeoutError
             return None
-        line = await lines.next(left)
+        try:
+            line = await lines.next(left)
+        except TimeoutError:
+            if time.monotonic() >= lines.first_deadline:
+                raise
+            return None  # slow, not late: the caller sends a keep-alive and asks again
         if not line:
             raise ValueError("the stream ended before its first event")
         event = parse_event(line)

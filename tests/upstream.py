@@ -14,6 +14,7 @@ model name there). Grammar: ``<base>[:<param>]``.
 ``hang``                   accept the request and never answer
 ``slow-first-byte:S``      wait S seconds before the response headers, then behave normally
 ``slow-stream[:S]``        streams wait S seconds (default 0.1) between chunks; at least 20 content words
+``slow-first-token:S``     streams send their headers at once, then wait S seconds before the first event
 ``cut-after:N``            stream: headers + role chunk + N content chunks, then abort the TCP connection;
                            non-stream: headers + half the body, then abort
 ``garbage``                HTTP 200, ``application/json``, body that is not JSON
@@ -666,21 +667,25 @@ class FakeUpstream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             delay = behaviour.number(SLOW_STREAM_DELAY) if name == "slow-stream" else 0.0
             events = stream_events(completion, include_usage)
-            return await self._stream(request, model, events, delay, cut_after)
+            first_delay = behaviour.number(1.0) if name == "slow-first-token" else 0.0
+            return await self._stream(request, model, events, delay, cut_after, first_delay)
         if cut_after is not None:
             return await self._cut_body(request, completion_body(completion))
         body_bytes, headers = completion_body(completion), {"x-request-id": completion.id}
         return web.Response(body=body_bytes, content_type="application/json", headers=headers)
 
     async def _stream(
-        self, request: web.Request, model: str, events: list[bytes], delay: float, cut_after: int | None
-    ) -> web.StreamResponse:
+        self, request: web.Request, model: str, events: list[bytes], delay: float, cut_after: int | None,
+        first_delay: float = 0.0,
+    ) -> web.StreamResponse:  # fmt: skip
         """Write SSE events one by one, noticing a client that goes away mid-stream."""
         response = web.StreamResponse(headers=SSE_HEADERS)
         limit = len(events) if cut_after is None else min(len(events), 1 + cut_after)
         sent = 0
         try:
             await response.prepare(request)
+            if first_delay and not await self._pause(request, first_delay):
+                return self._let_go(request, model, True, 0)
             for event in events[:limit]:
                 if sent and delay and not await self._pause(request, delay):
                     return self._let_go(request, model, True, sent)
