@@ -39,11 +39,15 @@ class Incoming:
         ]
 
 
+DRAIN_LIMIT = 16 * 1024 * 1024  # how much of a refused body is read (and dropped) so the client sees the 413
+
+
 async def read_body(receive, scope: dict, limit: int) -> bytes:
-    """The whole request body, refusing (413) as soon as it passes ``limit`` bytes."""
-    for key, value in scope["headers"]:
-        if key == b"content-length" and value.isdigit() and int(value) > limit:
-            raise errors.request_too_large(limit)
+    """The whole request body, refusing (413) once it passes ``limit`` bytes.
+
+    A refused body is still read and dropped, up to ``DRAIN_LIMIT``: a client that writes its whole body
+    before reading would otherwise see a reset connection instead of the 413.
+    """
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -51,10 +55,13 @@ async def read_body(receive, scope: dict, limit: int) -> bytes:
             raise errors.invalid_request("The client closed the connection before sending the body.")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > limit + DRAIN_LIMIT:
             raise errors.request_too_large(limit)
-        chunks.append(chunk)
         if not message.get("more_body"):
+            if size > limit:
+                raise errors.request_too_large(limit)
             return b"".join(chunks)
 
 

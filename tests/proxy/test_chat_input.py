@@ -108,8 +108,7 @@ def test_invalid_json_is_a_400(gateway, upstream, raw_key):
 
 
 def test_a_body_over_the_limit_is_a_413(gateway, catalog, upstream, raw_key):
-    """Through the SDK: its HTTP client reads the early answer even though the gateway stops reading the
-    body (urllib would only see the connection reset)."""
+    """Through the SDK."""
     before = upstream.count()
     with pytest.raises(openai.APIStatusError) as info:
         client(gateway, raw_key).chat.completions.create(
@@ -118,6 +117,16 @@ def test_a_body_over_the_limit_is_a_413(gateway, catalog, upstream, raw_key):
     assert info.value.status_code == 413
     error = assert_refused(413, info.value.response.json(), 413)
     assert (error["type"], error["code"]) == ("invalid_request_error", "request_too_large")
+    assert upstream.count() == before
+
+
+def test_a_client_that_writes_its_whole_body_first_still_reads_the_413(gateway, catalog, upstream, raw_key):
+    """The refused body is drained, so a simple client gets the answer instead of a reset connection."""
+    before = upstream.count()
+    body = json.dumps({"model": catalog["echo"], "messages": user("x" * (LIMIT + 10))}).encode()
+    status, _, answer = post(gateway, body, key=raw_key)
+    error = assert_refused(status, answer, 413)
+    assert error["code"] == "request_too_large"
     assert upstream.count() == before
 
 
