@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "portal",
     "proxy",
     "billing",
@@ -198,6 +199,32 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.cons
 if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Inference Space <noreply@localhost>")
+
+# --- The management API (DRF under /api/v1/, see portal/api/) -----------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.api.auth.BearerKeyAuthentication",  # first, so a missing or bad key answers 401, not 403
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["portal.api.auth.ManagementAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["portal.api.auth.ManagementThrottle"],
+    # Per account, across every process (the Django cache); a guard against runaway scripts, not a quota.
+    "DEFAULT_THROTTLE_RATES": {"management": env.str("MANAGEMENT_API_RATE", default="600/min")},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "portal.api.errors.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Inference Space management API",
+    "DESCRIPTION": "Manage API keys and read credits and usage. Authenticate with a dashboard session or a "
+    "management key (`Authorization: Bearer sk-mgmt-...`). The inference API itself is OpenAI's, under /v1.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"SpendResetEnum": "portal.models.ApiKey.SpendReset"},
+}
 
 # --- Production hardening --------------------------------------------------------------------------------------
 if not DEBUG:
