@@ -12,6 +12,7 @@ from django.utils import timezone
 from billing.models import Account, DailyUsage, Hold, LedgerEntry, ReconcileRun, UsageRecord
 from billing.services import hold_release
 from portal.models import ApiKey
+from proxy import notify
 
 log = logging.getLogger("billing.jobs")
 ZERO = Decimal(0)
@@ -62,9 +63,12 @@ def quotas_reset(*, now: datetime | None = None) -> int:
     reset = 0
     for rule in (ApiKey.SpendReset.DAILY, ApiKey.SpendReset.WEEKLY, ApiKey.SpendReset.MONTHLY):
         start = period_start(rule, now)
-        reset += ApiKey.objects.filter(spend_reset=rule, spend_period_start__lt=start).update(
-            spend_used=0, spend_period_start=start
-        )
+        with transaction.atomic():
+            due = ApiKey.objects.filter(spend_reset=rule, spend_period_start__lt=start)
+            ids = list(due.select_for_update().values_list("pk", flat=True))
+            reset += ApiKey.objects.filter(pk__in=ids).update(spend_used=0, spend_period_start=start)
+            for key_id in ids:
+                notify.key_changed(key_id)  # a key held back by its limit is served again at once
     return reset
 
 

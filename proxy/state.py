@@ -6,12 +6,11 @@ import logging
 import os
 import socket
 import time
-from decimal import Decimal
 
 import aiohttp
 from django.conf import settings
 
-from billing.credits import Credits, InsufficientCredits, Reservation, worst_case
+from billing.credits import Credits, InsufficientCredits, KeySpend, Reservation, worst_case
 from billing.settlement import Settler
 from proxy import accounting, errors, tokens
 from proxy.auth import KeyCache, KeyInfo, key_hash_from_header, load_key
@@ -34,8 +33,10 @@ class Gateway:
         self.circuits = Circuits()
         self.session: aiohttp.ClientSession | None = None
         self.credits = Credits(run_db, self.name, settings.HOLD_TIMEOUT_SECONDS)
-        self.settler = Settler(run_db, settings.SETTLE_FLUSH_SECONDS, self.credits)
-        self.key_spend: dict[int, Decimal] = {}  # spent or reserved here since the key was last loaded
+        self.spend = KeySpend()  # per-key spend limits (see billing/credits.py)
+        self.settler = Settler(
+            run_db, settings.SETTLE_FLUSH_SECONDS, self.credits, on_written=self.spend.flushed
+        )
         self._tasks: list[asyncio.Task] = []
         self._limiter_was_down = False
         self._catalog_lock = asyncio.Lock()
@@ -127,7 +128,7 @@ class Gateway:
             raise errors.invalid_api_key()
         if info.refusal(time.time()) is None or info.revoked:
             self.keys.put(key_hash, info)  # a revoked key stays revoked; other refusals may be lifted
-        self.key_spend.pop(info.id, None)  # the fresh row's spend_used includes what was flushed
+        self.spend.reloaded(info.id)  # the fresh row's spend_used includes what was written
         return info
 
     async def check(
@@ -169,7 +170,7 @@ class Gateway:
         need = worst_case(messages=request.messages, max_tokens=request.max_tokens, n=request.n, model=model)
         if key.spend_limit is not None:
             # Per process: another process's spend shows up when this one reloads the key (KEY_CACHE_SECONDS).
-            spent = key.spend_used + self.key_spend.get(key.id, Decimal(0))
+            spent = key.spend_used + self.spend.total(key.id)
             if spent + need > key.spend_limit:
                 raise errors.insufficient_credits(
                     f"This key's spend limit of {key.spend_limit.normalize()} USD is reached: {spent.normalize()} USD "
@@ -182,7 +183,7 @@ class Gateway:
                 f"Insufficient credits: this request needs up to {exc.needed.normalize()} USD and "
                 f"{exc.available.normalize()} USD is available. Add credits on the billing page."
             ) from None
-        self.key_spend[key.id] = self.key_spend.get(key.id, Decimal(0)) + need
+        self.spend.reserved(key.id, need)
         return hold
 
     def settle(self, *, req, key: KeyInfo, model: ModelInfo, body, tally, hold, status: int) -> None:
@@ -193,8 +194,7 @@ class Gateway:
         )  # fmt: skip
         if hold is not None:
             self.credits.settle(hold, record.cost)
-            if key.id in self.key_spend:
-                self.key_spend[key.id] += record.cost - hold.amount
+            self.spend.settled(key.id, hold.amount, record.cost)
         self.settler.add(record)
 
 

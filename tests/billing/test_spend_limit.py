@@ -82,3 +82,37 @@ def test_spend_recorded_before_the_key_was_loaded_counts(gateway, paid_model, ma
     settled(key, 1)
     key.refresh_from_db()
     assert key.spend_used == Decimal("0.8") + EACH
+
+
+async def test_a_key_change_while_requests_run_does_not_forget_their_spend(
+    gateway, upstream, make_user, make_key, tmp_path
+):
+    """Three slow requests hold 0.90 of a 1.00 limit; a change reloads the key; a fourth must still be refused."""
+    import asyncio
+
+    import aiohttp
+    from django.db import transaction
+
+    from proxy import notify
+
+    provider, slow = unique("spend-slow"), unique("spend-slow")
+    models = [{"id": slow, "owned_by": "test", "input_usd_per_mtok": "0", "output_usd_per_mtok": str(OUTPUT_PRICE),
+               "routes": [{"provider": provider, "upstream_model": "slow-first-byte:1.5"}]}]  # fmt: skip
+    providers = [{"name": provider, "base_url": upstream.url_for(provider), "first_byte_timeout": 10.0}]
+    catalog_import(path=write_catalog(tmp_path / "slow.toml", providers, models))
+    key, raw = make_key(owner=funded_user(make_user), spend_limit=Decimal(1), rpm_limit=1000, rpd_limit=1000)
+    body = {"model": slow, "max_tokens": 1000, "messages": [{"role": "user", "content": "hello there"}]}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {raw}"}) as session:
+
+        async def one() -> int:
+            async with session.post(f"{gateway.base_url}/chat/completions", json=body) as response:
+                await response.read()
+                return response.status
+
+        running = [asyncio.ensure_future(one()) for _ in range(3)]
+        await asyncio.sleep(0.5)  # all three are waiting on the upstream now
+        with transaction.atomic():
+            notify.key_changed(key.pk)  # what any edit of the key does: every gateway reloads it
+        late = await one()
+        assert sorted(await asyncio.gather(*running)) == [200, 200, 200]
+    assert late == 402
