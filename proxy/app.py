@@ -31,6 +31,9 @@ async def app(scope: dict, receive, send) -> None:
         elif path == "/v1/models":
             _only_get(method, path)
             await pipeline.list_models(req)
+        elif path == "/v1/key":
+            _only_get(method, path)
+            await pipeline.key_self(req)
         elif path.startswith("/v1/models/"):
             _only_get(method, path)
             await pipeline.retrieve_model(req, path.removeprefix("/v1/models/"))

@@ -11,6 +11,7 @@ from django.conf import settings
 
 from proxy import errors, streaming
 from proxy.auth import KeyInfo
+from proxy.db import run_db
 from proxy.http import Incoming, dumps, send_json
 from proxy.routing import ModelInfo, RouteInfo
 from proxy.schemas import ChatRequest, parse_chat_request
@@ -35,6 +36,18 @@ async def retrieve_model(req: Incoming, model_id: str) -> None:
     req.headers_out += quota.headers()
     model = await gw.resolve(model_id, key.allowed_models)
     await send_json(req, 200, dumps(model.openai()))
+
+
+async def key_self(req: Incoming) -> None:
+    """The calling key's limits, what remains of them, its spend and usage: the same answer as the management
+    API's GET /api/v1/key, so an inference client can check itself."""
+    from portal.api.selectors import key_summary
+
+    gw = gateway()
+    key_hash, key = await gw.key_for(req.header(b"authorization"))
+    key, quota = await gw.check(key_hash, key, count=False)
+    req.headers_out += quota.headers()
+    await send_json(req, 200, dumps(await run_db(key_summary, key_id=key.id)))
 
 
 async def chat_completion(req: Incoming) -> None:
