@@ -133,7 +133,7 @@ class UsageApi(APIView):
         parameters=[UsageQueryIn], responses={200: UsageOut, **errors(400, 404)},
     )  # fmt: skip
     def get(self, request: Request) -> Response:
-        query = UsageQueryIn(data=request.query_params)
+        query = UsageQueryIn(data=request.query_params.dict())  # "?to=" is an error, not a default
         query.is_valid(raise_exception=True)
         q = query.validated_data
         until = q.get("to") or timezone.now().date()
@@ -159,7 +159,7 @@ class GenerationApi(APIView):
         parameters=[GenerationQueryIn], responses={200: GenerationOut, **errors(400, 404)},
     )  # fmt: skip
     def get(self, request: Request) -> Response:
-        query = GenerationQueryIn(data=request.query_params)
+        query = GenerationQueryIn(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         try:
             record = selectors.generation_get(user=request.user, request_id=query.validated_data["id"])

@@ -98,7 +98,8 @@ def test_usage_by_model_and_by_key_with_filters(caller, usage_rows):
 
 @pytest.mark.parametrize(
     "query",
-    [{"group_by": "week"}, {"from": "yesterday"}, {"from": "2025-02-30"}, {"key": "abc"}, {"key": "0"},
+    [{"group_by": "week"}, {"group_by": ""}, {"to": ""}, {"model": ""},
+     {"from": "yesterday"}, {"from": "2025-02-30"}, {"key": "abc"}, {"key": "0"},
      {"from": "2025-03-02", "to": "2025-03-01"}, {"from": "2023-01-01", "to": "2025-01-01"}],
 )  # fmt: skip
 def test_bad_usage_queries_are_400s(caller, query):
