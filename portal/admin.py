@@ -165,9 +165,14 @@ class UserAdmin(BaseUserAdmin):
         permissions=["change"], description="Disable the selected accounts (their keys get 403 at once)"
     )
     def disable_accounts(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = 0
         for user in queryset:
-            services.user_set_active(user=user, active=False, actor=request.user)
-        self.message_user(request, f"Disabled {len(queryset)} account(s).")
+            try:
+                services.user_set_active(user=user, active=False, actor=request.user)
+                done += 1
+            except ValueError as exc:
+                self.message_user(request, f"{user}: {exc}", messages.ERROR)
+        self.message_user(request, f"Disabled {done} account(s).")
 
     @admin.action(permissions=["change"], description="Enable the selected accounts")
     def enable_accounts(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -62,10 +62,6 @@ def key_revoke(*, key: ApiKey) -> ApiKey:
 # as the change, and tells the gateways after the commit (proxy/notify.py).
 
 USER_AUDITED_FIELDS = ("email", "is_active", "is_staff", "is_superuser", "rpm_limit", "rpd_limit")
-KEY_AUDITED_FIELDS = (
-    "name", "disabled", "revoked_at", "expires_at", "allowed_models", "rpm_limit", "rpd_limit", "spend_limit",
-    "spend_reset",
-)  # fmt: skip
 
 
 class Unset:
@@ -126,6 +122,8 @@ def audit_changes(
 
 def user_set_active(*, user: User, active: bool, actor: User | None) -> User:
     """Enable or disable an account. A disabled account's keys get 403 on their next request."""
+    if not active and actor is not None and actor.pk == user.pk:
+        raise ValueError("you can't disable your own account")  # it would lock the operator out mid-action
     with transaction.atomic():
         user = User.objects.select_for_update().get(pk=user.pk)
         if user.is_active != active:

@@ -157,3 +157,10 @@ def test_a_revoked_key_is_read_only(ops, make_key):
     assert "rpm_limit" not in form.fields and "disabled" not in form.fields
     run_action(ops, KEYS, "enable_keys", [key])
     assert ApiKey.objects.get(pk=key.pk).status == "revoked"
+
+
+def test_an_operator_can_not_disable_their_own_account(ops, operator):
+    run_action(ops, USERS, "disable_accounts", [operator])
+    operator.refresh_from_db()
+    assert operator.is_active
+    assert any("can't disable your own account" in m for m in messages_of(ops.get(USERS)))
