@@ -70,7 +70,7 @@ def _usage_count(since, failed: bool) -> Subquery:
 
     rows = UsageRecord.objects.filter(provider=OuterRef("pk"), created_at__gte=since)
     if failed:
-        rows = rows.filter(status__gte=500)
+        rows = rows.filter(services.PROVIDER_FAILED)
     counted = rows.order_by().values("provider").annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
@@ -123,7 +123,7 @@ class ProviderAdmin(admin.ModelAdmin):
         if not total:
             return "no requests"
         failed = provider.recent_failures
-        return f"{failed}/{total} ({failed / total:.0%}) 5xx"
+        return f"{failed}/{total} failed ({failed / total:.0%})"
 
     @admin.display(description="Circuit state")
     def circuit(self, provider: Provider) -> str:

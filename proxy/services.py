@@ -20,6 +20,9 @@ PROVIDER_AUDITED_FIELDS = (
     "name", "kind", "base_url", "api_key_env", "enabled", "connect_timeout", "first_byte_timeout", "idle_timeout",
 )  # fmt: skip
 MODEL_AUDITED_FIELDS = ("name", "input_usd_per_mtok", "output_usd_per_mtok", "max_output_tokens", "enabled")
+# A request the provider failed: a 5xx for the client, or a stream that broke after it began (the client got a
+# 200 and an error event; the record keeps the error code). The client's own 4xx mistakes don't count.
+PROVIDER_FAILED = Q(status__gte=500) | Q(status__lt=400, error_code__gt="")
 
 
 def catalog_saved() -> None:
@@ -124,7 +127,7 @@ class ErrorRate:
 
 
 def provider_error_rates(*, since: datetime) -> dict[int, ErrorRate]:
-    """Per provider id: requests and server-side failures (status 5xx) in the usage records since ``since``.
+    """Per provider id: requests and provider failures (``PROVIDER_FAILED``) in the usage records since ``since``.
 
     Circuit breakers live in each gateway process's memory, so the database can't show them; this is the
     closest shared signal. Only a request's final route is recorded, so failovers that then succeeded
@@ -135,6 +138,6 @@ def provider_error_rates(*, since: datetime) -> dict[int, ErrorRate]:
     rows = (
         UsageRecord.objects.filter(created_at__gte=since, provider__isnull=False)
         .values("provider_id")
-        .annotate(n=Count("pk"), failed=Count("pk", filter=Q(status__gte=500)))
+        .annotate(n=Count("pk"), failed=Count("pk", filter=PROVIDER_FAILED))
     )
     return {row["provider_id"]: ErrorRate(row["n"], row["failed"]) for row in rows}

@@ -119,10 +119,14 @@ def test_the_provider_list_shows_recent_error_rates_from_usage(ops, upstream, ma
     provider = make_provider(ops, upstream.url_for("rates"))
     key, _ = make_key()
     model = Model.objects.get(name=catalog["echo"])
-    for status in (200, 200, 200, 502):
-        UsageRecord.objects.create(user=key.owner, key=key, model=model, provider=provider, status=status)
+    for status, error in ((200, ""), (200, ""), (200, "upstream_cut"), (502, "bad_gateway"), (400, "x")):
+        UsageRecord.objects.create(
+            user=key.owner, key=key, model=model, provider=provider, status=status, error_code=error
+        )
     page = ops.get(f"{PROVIDERS}?q={provider.name}").content.decode()
-    assert "1/4 (25%) 5xx" in page
+    assert (
+        "2/5 failed (40%)" in page
+    )  # the broken stream and the 502; the client's own 400 isn't the provider's
     detail = ops.get(f"{PROVIDERS}{provider.pk}/change/").content.decode()
     assert "in memory" in detail  # says why the circuit state itself can't be shown
 
