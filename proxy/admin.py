@@ -160,6 +160,10 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 class ModelForm(forms.ModelForm):
+    """The price rule: a model is free when both prices are 0, and paid when at least one is above 0 (a provider
+    may charge for output only). The operator says which with the "free" box, and the prices must agree, so a
+    paid model can't be saved at zero by mistake."""
+
     free = forms.BooleanField(
         required=False,
         help_text="A free model has both prices 0 and needs no credits. A paid model needs a price above 0 "
@@ -193,6 +197,8 @@ class ModelForm(forms.ModelForm):
 
 
 class RouteFormSet(forms.BaseInlineFormSet):
+    """An enabled model needs an enabled route on an enabled provider, or the gateway couldn't serve it."""
+
     def clean(self) -> None:
         super().clean()
         if any(self.errors) or not self.instance.enabled:
