@@ -6,6 +6,8 @@
                            the same route always meets the same fault, whatever the arrival order
 ``redirect-NNN``           HTTP NNN (301, 302, 307, 308) with ``Location: <redirect_to>``
 ``overbill:N``             a normal answer whose ``usage`` claims N completion tokens
+``reflect-NNN``            HTTP NNN with an OpenAI error whose message quotes the request's Authorization
+                           header, as careless upstreams do
 =========================  ===========================================================================
 
 Every other model name behaves exactly as in tests/upstream.py.
@@ -21,6 +23,7 @@ from tests.upstream import (
     Behaviour,
     FakeUpstream,
     completion_body,
+    error_response,
     last_user_text,
     parse_behaviour,
     plan_completion,
@@ -71,6 +74,9 @@ class ChaosUpstream(FakeUpstream):
         head, _, code = behaviour.name.partition("-")
         if head == "redirect" and code in ("301", "302", "307", "308"):
             return web.Response(status=int(code), headers={"Location": self.redirect_to})
+        if head == "reflect" and code.isdigit():
+            message = f"Rejected credentials: {request.headers.get('Authorization', '')}"
+            return error_response(int(code), message)
         if behaviour.name == "overbill":
             return await self._overbilled(body, model, stream, behaviour.integer(1_000_000), request)
         return await super()._respond(request, body, model, stream)

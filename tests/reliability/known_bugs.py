@@ -28,3 +28,9 @@ USAGE_NOT_CAPPED_BY_THE_HOLD = (
     "worst case that was held: the balance goes negative, the hold row goes negative and the cached held amount "
     "(floored at zero by billing/services.py held_minus) no longer equals the open holds"
 )
+
+UPSTREAM_400_MESSAGE_CAN_CARRY_THE_SECRET = (
+    "bug: proxy/upstream.py _refusal passes an upstream's 4xx error message to the client verbatim; an upstream "
+    "that quotes the request's Authorization header in it (as some do) hands the provider's secret to every "
+    "client. The gateway knows the secret it sent (ProviderInfo.secret) and could scrub it from what it relays"
+)
