@@ -79,7 +79,13 @@ def lease_take(*, account_id: int, hold_id: int | None, want: Decimal, minimum: 
     from billing.models import Account, Hold
 
     with transaction.atomic():
-        row = Account.objects.select_for_update().filter(pk=account_id).values("balance", "held").first()
+        # Lock order everywhere: accounts (by id), then holds, then keys; see billing/settlement.py.
+        row = (
+            Account.objects.select_for_update(no_key=True)
+            .filter(pk=account_id)
+            .values("balance", "held")
+            .first()
+        )
         available = row["balance"] - row["held"] if row else Decimal(0)
         take = min(want, available)
         if take < minimum or take <= 0:

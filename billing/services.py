@@ -155,9 +155,24 @@ def _used_message(code_id: int, user: User) -> str:
 
 def hold_release(*, hold_id: int) -> bool:
     """Return a slice of held credit to its account. Safe to call twice. Call inside a transaction."""
+    account_id = Hold.objects.filter(pk=hold_id).values_list("account_id", flat=True).first()
+    if account_id is None:
+        return False
+    accounts_lock(ids=[account_id])  # the account before its hold, as every writer does
     hold = Hold.objects.select_for_update().filter(pk=hold_id).first()
     if hold is None:
         return False
     Account.objects.filter(pk=hold.account_id).update(held=held_minus(hold.amount))
     hold.delete()
     return True
+
+
+def accounts_lock(*, ids) -> None:
+    """Lock account rows in id order. Every transaction that writes accounts and holds takes its account
+    locks first and in this order, so two of them can never wait on each other in a cycle (a deadlock)."""
+    list(
+        Account.objects.select_for_update(no_key=True)
+        .filter(pk__in=sorted(set(ids)))
+        .order_by("pk")
+        .values("pk")
+    )

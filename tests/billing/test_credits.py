@@ -141,3 +141,34 @@ async def test_a_mixed_run_settles_to_the_last_decimal(gateway, paid_models, mak
     assert all(r.cost == 0 for r in rows if r.status >= 500)  # failed and produced nothing: not charged
     assert any(r.error_code == "upstream_cut" and r.cost > 0 for r in rows)  # charged for what it got
     assert jobs.ledger_reconcile().ok
+
+
+@pytest.fixture(scope="module")
+def second_gateway(live_database, catalog, artifacts):
+    from django.conf import settings
+
+    from tests.conftest import database_url
+    from tests.live import start_gateway
+
+    gw = start_gateway(database_url(), settings.REDIS_URL, artifacts)
+    yield gw
+    gw.stop()
+
+
+async def test_two_processes_spending_one_account_never_fail_or_drift(
+    gateway, second_gateway, paid_models, make_key, make_user
+):
+    """Both processes take slices of one balance and settle into it at once: no deadlock, no error, no drift."""
+    key, raw = funded_key(make_key, make_user, "3.00")
+    rounds = await asyncio.gather(
+        *(fire(url, raw, paid_models["fast"], 25) for url in [gateway.base_url, second_gateway.base_url] * 4)
+    )
+    statuses = Counter(status for batch in rounds for status in batch)
+    assert set(statuses) <= {200, 402} and statuses[200] >= 9  # 3.00 covers ten 0.30 worst cases at once
+    rows = settled(key.owner_id, statuses[200], timeout=20)
+    assert len(rows) == statuses[200]
+    account = account_of(key.owner_id)
+    debits = LedgerEntry.objects.filter(account=account, kind="usage").aggregate(s=Sum("amount"))["s"]
+    assert account.balance == Decimal("3.00") + debits and account.balance >= 0
+    assert "Deadlock" not in gateway.log() + second_gateway.log()
+    assert jobs.ledger_reconcile().ok
