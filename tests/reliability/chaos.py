@@ -2,7 +2,7 @@
 
 =========================  ===========================================================================
 ``chaos:SEED``             one of the ordinary behaviours, drawn from a fixed menu by a generator seeded
-                           with SEED, the provider prefix and the last user text: the same request on
+                           with SEED and the last user text (give each route its own SEED): the same request on
                            the same route always meets the same fault, whatever the arrival order
 ``redirect-NNN``           HTTP NNN (301, 302, 307, 308) with ``Location: <redirect_to>``
 ``overbill:N``             a normal answer whose ``usage`` claims N completion tokens
@@ -27,17 +27,16 @@ from tests.upstream import (
     last_user_text,
     parse_behaviour,
     plan_completion,
-    split_prefix,
     stream_events,
 )
 
-# (name, weight, behaviour of tests/upstream.py). The provider's first-byte limit in the chaos catalog is 1 s,
-# so "slow" is served and "too-slow" times out; "cut" cuts a stream after two content chunks, or a plain
-# answer halfway through its body.
+# (name, weight, behaviour of tests/upstream.py). The chaos catalog's providers wait 2.5 s for a first byte
+# (connect + first-byte limits), so "slow" is served and "too-slow" times out; "cut" cuts a stream after two
+# content chunks, or a plain answer halfway through its body.
 CHAOS_MENU = [
     ("ok", 40, "echo"),
     ("slow", 8, "slow-first-byte:0.3"),
-    ("too-slow", 4, "slow-first-byte:3"),
+    ("too-slow", 4, "slow-first-byte:4"),
     ("cut", 8, "cut-after:2"),
     ("500", 10, "fail-500"),
     ("429", 8, "fail-429"),
@@ -47,9 +46,9 @@ CHAOS_MENU = [
 ]
 
 
-def chaos_pick(seed: str, prefix: str, text: str) -> tuple[str, str]:
+def chaos_pick(seed: str, text: str) -> tuple[str, str]:
     """The (fault name, behaviour) a chaos route plays for this request."""
-    rng = random.Random(f"{seed}|{prefix}|{text}")
+    rng = random.Random(f"{seed}|{text}")
     names = [m[0] for m in CHAOS_MENU]
     name = rng.choices(names, weights=[m[1] for m in CHAOS_MENU])[0]
     return name, dict((m[0], m[2]) for m in CHAOS_MENU)[name]
@@ -66,9 +65,7 @@ class ChaosUpstream(FakeUpstream):
     ) -> web.StreamResponse:
         behaviour = parse_behaviour(model)
         if behaviour.name == "chaos":
-            name, played = chaos_pick(
-                behaviour.param or "", split_prefix(request.path), last_user_text(body.get("messages") or [])
-            )
+            name, played = chaos_pick(behaviour.param or "", last_user_text(body.get("messages") or []))
             self.faults[name] += 1
             return await super()._respond(request, {**body, "model": played}, played, stream)
         head, _, code = behaviour.name.partition("-")

@@ -36,7 +36,11 @@ ROUTES = 3
 FUNDS = Decimal(100)
 INPUT_PRICE, OUTPUT_PRICE = Decimal(2), Decimal(6)  # USD per million tokens
 SERVED = {"ok", "slow", "no-usage"}  # faults after which the route answers in full
-UNTIMED_OUT = 1.0  # the chaos providers' first-byte limit: "slow" (0.3 s) is under it, "too-slow" (3 s) over
+FIRST_BYTE = (
+    2.0  # the chaos providers' first-byte limit: "slow" (0.3 s) is well under it, "too-slow" (4 s) over
+)
+# Each route draws its faults from its own seed, so a run replays exactly whatever the providers are named.
+ROUTE_SEEDS = [f"{SEED}/route{k}" for k in range(1, ROUTES + 1)]
 
 
 def request_text(i: int) -> str:
@@ -51,13 +55,14 @@ async def chaos_run(live_database, django_db_blocker, chaos_upstream, tmp_path_f
         prefixes = [unique("chaos") for _ in range(ROUTES)]
         providers = [
             {"name": p, "base_url": chaos_upstream.url_for(p), "connect_timeout": 0.5,
-             "first_byte_timeout": UNTIMED_OUT, "idle_timeout": UNTIMED_OUT, "circuit_threshold": 1_000_000}
+             "first_byte_timeout": FIRST_BYTE, "idle_timeout": 5.0, "circuit_threshold": 1_000_000}
             for p in prefixes
         ]  # fmt: skip
         model = {
             "id": unique("chaos-paid"), "owned_by": "test", "input_usd_per_mtok": str(INPUT_PRICE),
             "output_usd_per_mtok": str(OUTPUT_PRICE),
-            "routes": [{"provider": p, "upstream_model": f"chaos:{SEED}", "priority": i} for i, p in enumerate(prefixes, 1)],
+            "routes": [{"provider": p, "upstream_model": f"chaos:{seed}", "priority": i}
+                   for i, (p, seed) in enumerate(zip(prefixes, ROUTE_SEEDS, strict=True), 1)],
         }  # fmt: skip
         path = tmp_path_factory.mktemp("chaos") / "chaos.toml"
         catalog_import(path=write_catalog(path, providers, [model]))
@@ -87,19 +92,19 @@ async def chaos_run(live_database, django_db_blocker, chaos_upstream, tmp_path_f
         books = read_books(django_query, account.pk)  # the graceful stop flushed everything: no waiting
         drift = drift_of(jobs.ledger_reconcile(), {account.pk})
     return {
-        "outcomes": outcomes, "books": books, "drift": drift, "prefixes": prefixes,
+        "outcomes": outcomes, "books": books, "drift": drift, "routes": ROUTE_SEEDS,
         "faults": collections.Counter(chaos_upstream.faults), "log": gw.log(),
     }  # fmt: skip
 
 
-def expected(i: int, prefixes: list[str], stream: bool) -> tuple[int, str]:
+def expected(i: int, routes: list[str], stream: bool) -> tuple[int, str]:
     """What DESIGN.md's relay rules call for: (status, how it ends) for request ``i``.
 
     Before the first byte a failed route moves on to the next; a stream cut after its first chunk is already
     committed (200, then one in-band error event); when every route fails, the last failure decides."""
     last = None
-    for prefix in prefixes:
-        fault, _ = chaos_pick(SEED, prefix, request_text(i))
+    for route in routes:
+        fault, _ = chaos_pick(route, request_text(i))
         if fault in SERVED:
             return 200, "served"
         if fault == "cut" and stream:
@@ -155,7 +160,7 @@ def test_what_was_served_was_charged_at_the_upstreams_usage_and_failures_cost_no
         cost, status, code = usage[outcome.request_id]
         if status >= 500 or status == 499:
             assert cost == 0, (outcome, cost)
-        elif status == 200 and code == "" and _served_with_usage(i, chaos_run["prefixes"]):
+        elif status == 200 and code == "" and _served_with_usage(i, chaos_run["routes"]):
             assert cost == exact, (outcome, cost)
         else:
             assert (
@@ -163,9 +168,9 @@ def test_what_was_served_was_charged_at_the_upstreams_usage_and_failures_cost_no
             )  # a cut stream or a reply without usage: charged for what arrived, counted locally
 
 
-def _served_with_usage(i: int, prefixes: list[str]) -> bool:
-    for prefix in prefixes:
-        fault, _ = chaos_pick(SEED, prefix, request_text(i))
+def _served_with_usage(i: int, routes: list[str]) -> bool:
+    for route in routes:
+        fault, _ = chaos_pick(route, request_text(i))
         if fault in SERVED:
             return fault != "no-usage"
         if fault == "cut":
@@ -173,12 +178,12 @@ def _served_with_usage(i: int, prefixes: list[str]) -> bool:
     return False
 
 
-def _plain_cut_before_served(i: int, prefixes: list[str], stream: bool) -> bool:
+def _plain_cut_before_served(i: int, routes: list[str], stream: bool) -> bool:
     """A plain request on which some route cut its answer halfway before a later route could serve it."""
     if stream:
         return False
-    for prefix in prefixes:
-        fault, _ = chaos_pick(SEED, prefix, request_text(i))
+    for route in routes:
+        fault, _ = chaos_pick(route, request_text(i))
         if fault in SERVED:
             return False
         if fault == "cut":
@@ -189,9 +194,9 @@ def _plain_cut_before_served(i: int, prefixes: list[str], stream: bool) -> bool:
 def _off_the_rules(chaos_run, *, plain_cuts: bool) -> list:
     wrong = []
     for i, outcome in chaos_run["outcomes"].items():
-        if _plain_cut_before_served(i, chaos_run["prefixes"], outcome.stream) != plain_cuts:
+        if _plain_cut_before_served(i, chaos_run["routes"], outcome.stream) != plain_cuts:
             continue
-        status, how = expected(i, chaos_run["prefixes"], outcome.stream)
+        status, how = expected(i, chaos_run["routes"], outcome.stream)
         seen = (
             "cut" if outcome.stream and outcome.error_event else ("served" if outcome.admitted else "refused")
         )
@@ -206,7 +211,7 @@ def test_each_answer_is_the_one_the_failover_rules_call_for(chaos_run):
     plain_cuts = sum(
         1
         for i, o in chaos_run["outcomes"].items()
-        if _plain_cut_before_served(i, chaos_run["prefixes"], o.stream)
+        if _plain_cut_before_served(i, chaos_run["routes"], o.stream)
     )
     write_report(
         "upstream_chaos", seed=SEED, requests=REQUESTS, concurrency=CONCURRENCY, routes=ROUTES,
@@ -224,7 +229,7 @@ def test_each_answer_is_the_one_the_failover_rules_call_for(chaos_run):
 @pytest.mark.xfail(strict=True, reason=known_bugs.CUT_BEFORE_FIRST_BYTE)
 def test_a_plain_answer_cut_halfway_fails_over_like_any_other_garbled_answer(chaos_run):
     assert any(
-        _plain_cut_before_served(i, chaos_run["prefixes"], o.stream) for i, o in chaos_run["outcomes"].items()
+        _plain_cut_before_served(i, chaos_run["routes"], o.stream) for i, o in chaos_run["outcomes"].items()
     )
     wrong = _off_the_rules(chaos_run, plain_cuts=True)
     assert not wrong, f"{len(wrong)} answers differ from the rules, e.g. {wrong[:5]}"
