@@ -11,9 +11,10 @@ CUT_BEFORE_FIRST_BYTE = (
 )
 
 DATABASE_DOWN_IS_500 = (
-    "bug: proxy/state.py:123 and billing/credits.py:145 run the database call through proxy/db.py:run_db, "
-    "whose OperationalError is not turned into an ApiError, so proxy/app.py:43 answers 500 internal_error; "
-    "DESIGN.md's error table says a database outage is 503 service_unavailable (with Retry-After)"
+    "bug: a key cache miss while the database is down (proxy/state.py Gateway._load_key -> run_db(load_key)) "
+    "raises OperationalError, which nothing turns into an ApiError, so proxy/app.py answers 500 internal_error; "
+    "DESIGN.md's error table says a database outage is 503 service_unavailable with Retry-After (the credit "
+    "reservation path already answers that way)"
 )
 
 REDIS_DOWN_ON_KEY_MISS_IS_500 = (

@@ -142,11 +142,8 @@ async def test_a_postgres_restart_mid_run_loses_nothing_admitted(
     )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=known_bugs.DATABASE_DOWN_IS_500,
-)
-async def test_a_request_that_needs_the_database_while_it_is_down_gets_503(
+@pytest.mark.xfail(strict=True, reason=known_bugs.DATABASE_DOWN_IS_500)
+async def test_a_key_first_seen_while_the_database_is_down_gets_503(
     private_pg, private_redis, pg_world, log_dir
 ):
     cold = pg_world["ctl"]("funded_key", usd="5", email=f"{unique('pg')}@example.com")
@@ -164,3 +161,32 @@ async def test_a_request_that_needs_the_database_while_it_is_down_gets_503(
     assert outcome.status == 503, outcome
     assert assert_openai_error(outcome)["code"] == "service_unavailable"
     assert int(outcome.headers["retry-after"]) >= 1
+
+
+async def test_a_request_refused_because_the_database_is_down_does_not_count_against_the_limits(
+    private_pg, private_redis, pg_world, log_dir
+):
+    """Only admitted requests count (DESIGN.md, Limits). The second request's credit hold needs the database
+    (the first one used up the lease), so it is refused, with a 503, while the database is down."""
+    key = pg_world["ctl"]("funded_key", usd="5", email=f"{unique('pg')}@example.com")
+    gw = start_gateway(private_pg.url, private_redis.url, log_dir)
+    try:
+        async with aiohttp.ClientSession() as session:
+            first = await send(session, gw.base_url, key["raw"], chat_body(pg_world["fast"], "one"))
+            assert first.status == 200
+            private_pg.stop("fast")
+            try:
+                refused = await send(session, gw.base_url, key["raw"], chat_body(pg_world["fast"], "two"))
+            finally:
+                private_pg.start()
+            async with session.get(
+                f"{gw.base_url}/models", headers={"Authorization": f"Bearer {key['raw']}"}
+            ) as listing:
+                remaining = int(listing.headers["x-ratelimit-remaining-rpd"])
+    finally:
+        stop_gracefully(gw)
+    assert_clean(refused)
+    assert refused.status == 503 and assert_openai_error(refused)["code"] == "service_unavailable", refused
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.request_id not in usage_ids(private_pg)  # not admitted, not recorded...
+    assert int(first.headers["x-ratelimit-remaining-rpd"]) == remaining  # ...and not counted
