@@ -51,11 +51,16 @@ class KeyInfo:
 
 
 def effective_limits(*, key_rpm, key_rpd, user_rpm, user_rpd, purchased: Decimal) -> tuple[int, int, bool]:
-    """RPM, RPD and free-tier flag: the key's override, else the user's, else the tier rule and defaults."""
+    """RPM, RPD and free-tier flag. A key's own limit applies, but never above its owner's: an operator who
+    throttles an account throttles all of its keys. Without either, the tier rule and the defaults apply."""
     free_tier = purchased < Decimal(settings.TIER_THRESHOLD_USD)
-    rpm = key_rpm or user_rpm or settings.DEFAULT_RPM
-    rpd = key_rpd or user_rpd or (settings.DEFAULT_RPD if free_tier else settings.TIER_RPD)
+    rpm = _lower(key_rpm, user_rpm) or settings.DEFAULT_RPM
+    rpd = _lower(key_rpd, user_rpd) or (settings.DEFAULT_RPD if free_tier else settings.TIER_RPD)
     return rpm, rpd, free_tier
+
+
+def _lower(a: int | None, b: int | None) -> int | None:
+    return min(a, b) if a and b else a or b
 
 
 def load_key(key_hash: str, versions_of) -> KeyInfo | None:

@@ -4,6 +4,7 @@ chat_completion: parse -> authenticate -> resolve model -> limit -> reserve -> r
 """
 
 import asyncio
+import logging
 import time
 
 import orjson
@@ -18,6 +19,8 @@ from proxy.schemas import ChatRequest, parse_chat_request
 from proxy.state import Gateway, gateway
 from proxy.streaming import Lines, Tally
 from proxy.upstream import UpstreamFailure, first_answer, open_route, upstream_body
+
+log = logging.getLogger("proxy")
 
 
 async def list_models(req: Incoming) -> None:
@@ -69,6 +72,12 @@ async def chat_completion(req: Incoming) -> None:
     except errors.ApiError:
         await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)  # refused: it doesn't count
         raise
+    except Exception:  # the database could not be reached to take a slice of credit
+        log.exception("reserving credit failed (request %s)", req.request_id)
+        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
+        raise errors.service_unavailable(
+            "Credits could not be checked; nothing was charged. Please retry."
+        ) from None
     tally, status = Tally(), 500
     try:
         status = await _relay(gw, req, model, body, tally)  # failover before the first byte

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import jobs, tasks
-from billing.models import Account, DailyUsage, Hold, UsageRecord
+from billing.models import Account, DailyUsage, Hold, ReconcileRun, UsageRecord
 from billing.services import account_for, credits_grant
 from portal.celery import app as celery_app
 from portal.models import ApiKey
@@ -79,21 +79,22 @@ def test_release_stale_holds_through_a_worker(worker, make_user):
 
 
 def test_reconcile_finds_drift_and_passes_when_clean(worker, make_user):
-    assert tasks.reconcile_ledger.delay().get(timeout=30) is True
-    user = make_user()
-    account = account_for(user=user)
-    credits_grant(account=account, amount=Decimal("1"), reason="test", actor=None)
-    Account.objects.filter(pk=account.pk).update(balance=Decimal("1.5"))  # a cached sum that lies
-    run = jobs.ledger_reconcile()
-    assert not run.ok
-    assert {
-        "account": account.pk,
-        "what": "balance",
-        "cached": "1.500000000000",
-        "truth": "1.000000000000",
-    } in run.drift
-    Account.objects.filter(pk=account.pk).update(balance=Decimal("1"))
-    assert tasks.reconcile_ledger.delay().get(timeout=30) is True
+    """Through the worker. The database is shared by the session, so only this test's accounts are judged."""
+
+    def drift_of(account) -> list[str]:
+        return [d["what"] for d in ReconcileRun.objects.first().drift if d["account"] == account.pk]
+
+    clean, lying = (account_for(user=make_user()) for _ in range(2))
+    for account in (clean, lying):
+        credits_grant(account=account, amount=Decimal("1"), reason="test", actor=None)
+    Account.objects.filter(pk=lying.pk).update(balance=Decimal("1.5"))  # a cached sum that lies
+    tasks.reconcile_ledger.delay().get(timeout=30)
+    assert (drift_of(clean), drift_of(lying)) == ([], ["balance"])
+    finding = next(d for d in ReconcileRun.objects.first().drift if d["account"] == lying.pk)
+    assert (finding["cached"], finding["truth"]) == ("1.500000000000", "1.000000000000")
+    Account.objects.filter(pk=lying.pk).update(balance=Decimal("1"))
+    tasks.reconcile_ledger.delay().get(timeout=30)
+    assert drift_of(lying) == []
 
 
 def test_reset_daily_quotas_through_a_worker_is_idempotent(worker, make_key):
