@@ -4,7 +4,7 @@ A fix turns its tests into XPASS, which fails the run (the marks are strict): re
 """
 
 CUT_BEFORE_FIRST_BYTE = (
-    "bug: proxy/pipeline.py:127 (_relay_plain) and :167 (_relay_stream) catch (TimeoutError, ValueError, "
+    "bug: proxy/pipeline.py _relay_plain.attempt and _relay_stream.attempt catch (TimeoutError, ValueError, "
     "OSError) around the first read of an upstream's answer, but a connection aborted mid-body raises "
     "aiohttp.ClientPayloadError (a ClientError, not an OSError): it escapes first_answer, so there is no failover "
     "and proxy/app.py answers 500 internal_error for an upstream fault"

@@ -87,12 +87,14 @@ async def test_redis_down_answers_503_charges_nothing_and_serves_again_within_5s
                 outcome = await ask(len(polls) % 2 == 1, "return")
                 polls.append(outcome)
                 if outcome.status == 200:
+                    served_again_after = time.monotonic() - back_at
                     break
                 assert_refused_for_redis(outcome)  # until it serves, refusals stay clean
                 assert time.monotonic() - back_at < RETURN_DEADLINE, (
                     f"still refusing {RETURN_DEADLINE} s after Redis came back"
                 )
                 await asyncio.sleep(0.05)
+            assert served_again_after < RETURN_DEADLINE, f"served again only {served_again_after:.1f} s after"
             after = list(await asyncio.gather(*(ask(i % 2 == 1, "after") for i in range(8))))
             assert [o.status for o in after] == [200] * 8, after
             for outcome in after:
@@ -117,7 +119,8 @@ async def test_redis_down_answers_503_charges_nothing_and_serves_again_within_5s
     assert not drift_of(jobs.ledger_reconcile(), {account_id})
     write_report(
         "redis_outage", refused_while_down=len(refused), upstream_calls_while_down=0, served=len(served),
-        recorded=len(records), refused_recorded_or_charged=0,
+        recorded=len(records), refused_recorded_or_charged=0, refused_after_return=len(polls) - 1,
+        served_again_after_s=round(served_again_after, 2),
     )  # fmt: skip
 
 
