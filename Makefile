@@ -28,6 +28,7 @@ run: install
 
 test: install
 	bash .ci/services
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest -q
 
 lint: install
