@@ -17,6 +17,8 @@ from proxy.models import Model
 
 PRESET_AMOUNTS = [Decimal(10), Decimal(25), Decimal(50), Decimal(100)]
 MAX_USAGE_RANGE_DAYS = 366
+# Django's validators explain themselves as an HTML list; one sentence reads better under a field.
+PASSWORD_HELP = "At least 8 characters; not a common password, not all digits, not like your email."
 
 
 class SignupForm(forms.Form):
@@ -31,7 +33,7 @@ class SignupForm(forms.Form):
     password = forms.CharField(
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text="At least 8 characters; not a common password, not all digits, not like your email.",
+        help_text=PASSWORD_HELP,
         error_messages={"required": "Choose a password."},
     )
 
@@ -287,6 +289,12 @@ class _ClearMessages:
         for name, field in self.fields.items():
             if name in _PASSWORD_REQUIRED:
                 field.error_messages["required"] = _PASSWORD_REQUIRED[name]
+        if "old_password" in self.fields:
+            self.fields["old_password"].label = "Current password"
+        if "new_password1" in self.fields:
+            self.fields["new_password1"].help_text = PASSWORD_HELP
+            self.fields["new_password2"].label = "Confirm new password"
+            self.fields["new_password2"].help_text = ""
         if "email" in self.fields:
             self.fields["email"].error_messages["invalid"] = (
                 "Enter a valid email address, like name@example.com."
@@ -298,7 +306,11 @@ class PasswordResetForm(_ClearMessages, auth_forms.PasswordResetForm):
 
 
 class SetPasswordForm(_ClearMessages, auth_forms.SetPasswordForm):
-    pass
+    def save(self, commit: bool = True):
+        user = super().save(commit=commit)
+        # The lockout message promises a reset gets you in at once: a new password lifts the account's lock.
+        throttle.login_success_record(email=user.email)
+        return user
 
 
 class PasswordChangeForm(_ClearMessages, auth_forms.PasswordChangeForm):

@@ -30,7 +30,7 @@ from portal import charts, forms
 from portal import selectors as portal_selectors
 from portal.models import ApiKey
 from portal.services import key_create, key_revoke, user_create
-from portal.templatetags.money import usd
+from portal.templatetags.money import usd, usd_compact
 
 NEW_KEY_SESSION = "new_key"  # carries a fresh key's raw value to exactly one render of the keys page
 LEDGER_PAGE, USAGE_PAGE = 25, 50
@@ -124,7 +124,7 @@ def _chart_pair(days: list[money.UsageDay], label: str) -> dict:
             charts.chart_svg(points_requests, label=f"Requests {label}", kind="bar", unit=" requests")
         ),
         "spend": mark_safe(
-            charts.chart_svg(points_cost, label=f"Spend {label}", kind="line", value_format=usd)
+            charts.chart_svg(points_cost, label=f"Spend {label}", kind="line", value_format=usd_compact)
         ),
     }
 
@@ -328,18 +328,24 @@ class _Echo:
         return value
 
 
+def _csv_lines(rows):
+    writer = csv.writer(_Echo())
+    try:
+        yield writer.writerow(money.CSV_HEADER)
+        for row in rows:
+            yield writer.writerow(row)
+    finally:
+        rows.close()  # ends the server-side cursor at once, also when the download is cut short
+
+
 @login_required
 @require_GET
 def usage_export(request: HttpRequest) -> StreamingHttpResponse:
     form = forms.UsageFilterForm(request.GET or None, user=request.user)
     usage_filter = form.usage_filter()
-    writer = csv.writer(_Echo())
-    lines = itertools.chain(
-        [writer.writerow(money.CSV_HEADER)],
-        (writer.writerow(row) for row in money.usage_csv_rows(user=request.user, usage_filter=usage_filter)),
-    )
-    # Under ASGI a plain iterator would be read to the end before the first byte is sent; feed it from a
-    # thread in batches instead, so memory stays flat however many rows there are.
+    lines = _csv_lines(money.usage_csv_rows(user=request.user, usage_filter=usage_filter))
+    # Under ASGI a plain iterator would be read to the end before the first byte is sent; feed it from the
+    # request's thread in batches instead, so memory stays flat however many rows there are.
     content = _batched_async(lines) if isinstance(request, ASGIRequest) else lines
     response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
     name = f"usage-{usage_filter.since:%Y%m%d}-{usage_filter.until:%Y%m%d}.csv"
@@ -349,10 +355,11 @@ def usage_export(request: HttpRequest) -> StreamingHttpResponse:
 
 
 async def _batched_async(lines, batch: int = 1000):
-    iterator = iter(lines)
-
     def take() -> str:
-        return "".join(itertools.islice(iterator, batch))
+        return "".join(itertools.islice(lines, batch))
 
-    while chunk := await sync_to_async(take)():  # same thread as the view: the same database cursor
-        yield chunk
+    try:
+        while chunk := await sync_to_async(take)():  # the request's thread: the same database cursor
+            yield chunk
+    finally:
+        await sync_to_async(lines.close)()

@@ -30,6 +30,16 @@ def usd(value) -> str:
 
 
 @register.filter
+def usd_compact(value) -> str:
+    """Like ``usd`` without trailing zeros past the cents (``$0.005``, ``$0.0025``): for chart axes."""
+    text = usd(value)
+    if "." not in text or text.startswith("<") or text[1:].startswith("<"):
+        return text
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
+@register.filter
 def usd_cents(value) -> str:
     """For headline numbers: ``$24.91``, and ``<$0.01`` for a non-zero amount under a cent (exact values are
     in the tables)."""

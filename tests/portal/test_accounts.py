@@ -181,6 +181,7 @@ def test_change_password(user, client_of):
         {"old_password": "nope", "new_password1": "brand-new-pass-99", "new_password2": "brand-new-pass-99"},
     )
     assert "Your current password is not right" in wrong.content.decode()
+    assert "Current password" in wrong.content.decode() and "<ul>" not in wrong.content.decode()
     empty = client.post("/account", {})
     assert "Enter your current password." in empty.content.decode()
     ok = client.post(
@@ -197,3 +198,19 @@ def test_change_password(user, client_of):
     user.refresh_from_db()
     assert user.check_password("brand-new-pass-99")
     assert client.get("/dashboard").status_code == 200  # still signed in here
+
+
+def test_a_password_reset_lifts_the_account_lock_as_the_message_promises(user, settings):
+    for _ in range(settings.LOGIN_FAILURES_PER_ACCOUNT):
+        new_client(address()).post("/login", {"username": user.email, "password": "wrong-password"})
+    client = new_client(address())
+    assert (
+        "Too many failed"
+        in client.post("/login", {"username": user.email, "password": PASSWORD}).content.decode()
+    )
+    client.post("/password-reset", {"email": user.email})
+    link = re.search(r"http://testserver(/password-reset/\S+)", mail.outbox[0].body).group(1)
+    set_url = client.get(link, follow=True).redirect_chain[-1][0]
+    client.post(set_url, {"new_password1": "after-the-lock-77", "new_password2": "after-the-lock-77"})
+    response = client.post("/login", {"username": user.email, "password": "after-the-lock-77"})
+    assert response.status_code == 302 and response.url == "/dashboard"

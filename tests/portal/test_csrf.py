@@ -54,3 +54,21 @@ def test_the_pages_token_is_accepted(user, client_of):
     )
     assert response.status_code == 302
     assert user.api_keys.filter(name="with-token").exists()
+
+
+def test_setting_a_new_password_from_a_reset_link_needs_the_token(user):
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    client = Client(enforce_csrf_checks=True)
+    link = f"/password-reset/{urlsafe_base64_encode(force_bytes(user.pk))}/{default_token_generator.make_token(user)}"
+    set_url = client.get(link).url  # the token moves into the session; the form lives at .../set-password
+    data = {"new_password1": "fresh-passphrase-81", "new_password2": "fresh-passphrase-81"}
+    assert client.post(set_url, data).status_code == 403
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+    token = re.search(
+        r'name="csrfmiddlewaretoken" value="([^"]+)"', client.get(set_url).content.decode()
+    ).group(1)
+    assert client.post(set_url, {**data, "csrfmiddlewaretoken": token}).status_code == 302

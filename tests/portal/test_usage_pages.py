@@ -141,3 +141,25 @@ def test_the_overview_counts_the_whole_month_even_on_its_31st_day(user, models):
     assert (overview.today.requests, overview.today.cost) == (5, Decimal(5))
     assert len(overview.days) == 30 and overview.days[0].day == date(2025, 3, 2)
     assert sum(d.requests for d in overview.days) == 9  # the chart's 30 days start after Mar 1
+
+
+def test_under_asgi_the_export_is_sent_in_batches_read_from_one_cursor(user, models, add_usage):
+    """The ASGI path (an async iterator fed from the request's thread); the browser test downloads through it."""
+    from asgiref.sync import async_to_sync
+
+    from billing.selectors import UsageFilter, usage_csv_rows
+    from portal import views
+
+    key, _ = key_create(owner=user, name="k")
+    add_usage(user, key=key, model=models["free"], n=2500, rollup=False)
+    today = timezone.now().date()
+    rows = usage_csv_rows(
+        user=user, usage_filter=UsageFilter(today - timedelta(days=1), today), chunk_size=500
+    )
+
+    async def collect():
+        return [chunk async for chunk in views._batched_async(views._csv_lines(rows), batch=1000)]
+
+    chunks = async_to_sync(collect)()
+    assert len(chunks) == 3  # 2,501 lines in batches of 1,000: never the whole file at once
+    assert sum(chunk.count("\r\n") for chunk in chunks) == 2501
