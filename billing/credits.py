@@ -13,6 +13,7 @@ database rarely.
 """
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from billing import pricing
 
+PROMPT_MARGIN = 1.25
 DEFAULT_MAX_OUTPUT = 4096  # output cap for the worst case when neither the request nor the model sets one
 IDLE_RETURN_SECONDS = 5.0
 GROWTH_WINDOW_SECONDS = 5.0
@@ -63,8 +65,12 @@ def worst_case(*, messages: list, max_tokens: int | None, n: int, model) -> Deci
     from proxy import tokens  # the estimate uses the gateway's offline tokenizer
 
     max_output = max_tokens or model.max_output_tokens or DEFAULT_MAX_OUTPUT
+    # Upstreams count the prompt with their own tokenizers, which can find more tokens than ours: a quarter
+    # more keeps the hold above the real cost. Should it still fall short, the charge stops at the hold
+    # (proxy/accounting.py), so the difference is the operator's, never an overdraft.
+    prompt = math.ceil(tokens.count_messages(messages) * PROMPT_MARGIN)
     return pricing.worst_case(
-        prompt_estimate=tokens.count_messages(messages), max_output=max_output * max(n, 1),
+        prompt_estimate=prompt, max_output=max_output * max(n, 1),
         input_price=model.input_price, output_price=model.output_price,
     )  # fmt: skip
 

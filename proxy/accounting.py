@@ -36,6 +36,8 @@ def finished(
             prompt_tokens=prompt, completion_tokens=completion,
             input_price=model.input_price, output_price=model.output_price,
         )  # fmt: skip
+        # Never more than was set aside for it: an upstream over-reporting its usage must not overdraw.
+        amount = min(amount, hold.amount)
     ttft = round((tally.first_token_at - started) * 1000) if tally.first_token_at else None
     return Finished(
         request_id=request_id, user_id=key.user_id, account_id=key.account_id,

@@ -18,7 +18,7 @@ from proxy.routing import ModelInfo, RouteInfo
 from proxy.schemas import ChatRequest, parse_chat_request
 from proxy.state import Gateway, gateway
 from proxy.streaming import Lines, Tally
-from proxy.upstream import UpstreamFailure, first_answer, open_route, upstream_body
+from proxy.upstream import UPSTREAM_FAULTS, UpstreamFailure, first_answer, open_route, upstream_body
 
 log = logging.getLogger("proxy")
 
@@ -133,7 +133,7 @@ async def _relay_plain(gw: Gateway, req: Incoming, model: ModelInfo, body: ChatR
             async with asyncio.timeout(route.provider.idle_timeout):
                 raw = await response.read()
             return _completion(raw)
-        except (TimeoutError, ValueError, OSError) as exc:
+        except UPSTREAM_FAULTS as exc:
             raise UpstreamFailure("timeout" if isinstance(exc, TimeoutError) else "garbage") from None
         finally:
             response.release()
@@ -173,7 +173,7 @@ async def _relay_stream(gw: Gateway, req: Incoming, model: ModelInfo, body: Chat
         lines = Lines(response, route.provider.first_byte_timeout, route.provider.idle_timeout)
         try:
             return response, lines, await streaming.first_event(lines, keepalive)
-        except (TimeoutError, ValueError, OSError) as exc:
+        except UPSTREAM_FAULTS as exc:
             response.close()
             raise UpstreamFailure("timeout" if isinstance(exc, TimeoutError) else "garbage") from None
 

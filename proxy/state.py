@@ -9,6 +9,8 @@ import time
 
 import aiohttp
 from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from billing.credits import Credits, InsufficientCredits, KeySpend, Reservation, worst_case
 from billing.settlement import Settler
@@ -123,7 +125,14 @@ class Gateway:
             loading = asyncio.ensure_future(run_db(load_key, key_hash, versions_sync))
             self._loading[key_hash] = loading
             loading.add_done_callback(lambda _: self._loading.pop(key_hash, None))
-        info = await asyncio.shield(loading)
+        try:
+            info = await asyncio.shield(loading)
+        except (DatabaseError, RedisError):
+            log.warning("a key could not be looked up", exc_info=True)
+            self._limiter_was_down = True  # changes made meanwhile may not have reached us
+            raise errors.service_unavailable(
+                "Keys can't be checked right now; nothing was charged. Please retry shortly.", retry_after=2
+            ) from None
         if info is None:
             raise errors.invalid_api_key()
         if info.refusal(time.time()) is None or info.revoked:

@@ -10,11 +10,11 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import aiohttp
 import orjson
 
 from proxy import errors
 from proxy.http import Incoming
+from proxy.upstream import UPSTREAM_FAULTS
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -156,7 +156,7 @@ async def relay_stream(
         await req.send(
             {"type": "http.response.body", "body": error_event(errors.upstream_timeout()), "more_body": True}
         )
-    except (ValueError, OSError, aiohttp.ClientError):
+    except UPSTREAM_FAULTS:
         # The reason stays in our records; the client learns only that the upstream failed.
         tally.error_code = "upstream_cut"
         err = errors.bad_gateway("The upstream provider failed mid-stream.")

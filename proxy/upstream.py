@@ -14,10 +14,15 @@ from typing import TypeVar
 import aiohttp
 import orjson
 
+from portal.logs import redact
 from proxy import demo, errors
 from proxy.routing import Circuits, ModelInfo, ProviderInfo, RouteInfo
 
 T = TypeVar("T")
+
+# What an upstream's broken answer raises while it is read: a timeout, a cut connection (aiohttp's payload and
+# connection errors), or bytes that are not what was promised (ValueError from the JSON and SSE parsers).
+UPSTREAM_FAULTS = (TimeoutError, ValueError, OSError, aiohttp.ClientError)
 
 # Statuses that say "this provider, not this request": try the next route.
 _RETRYABLE = {401, 403, 408, 409, 425, 429}
@@ -66,29 +71,40 @@ async def open_route(
     except (aiohttp.ClientError, OSError):
         raise UpstreamFailure("connect") from None
     if response.status >= 300:
-        failure = await _refusal(response)
+        failure = await _refusal(response, provider)
         response.close()
         raise failure
     return response
 
 
-async def _refusal(response: aiohttp.ClientResponse) -> UpstreamFailure:
+async def _refusal(response: aiohttp.ClientResponse, provider: ProviderInfo) -> UpstreamFailure:
     status = response.status
     if status >= 500 or status in _RETRYABLE or status < 400:
         return UpstreamFailure("status", status)
-    # The upstream refused the request itself (a 400 for context length, say): pass its reason along.
+    # The upstream refused the request itself (a 400 for context length, say): pass its reason along, minus
+    # anything secret it may quote back (some upstreams echo the Authorization header they were sent).
     with contextlib.suppress(Exception):
         async with asyncio.timeout(5):
             error = orjson.loads(await response.read()).get("error") or {}
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return UpstreamFailure(
                 "status", status, errors.ApiError(
-                    status, str(error.get("type") or "invalid_request_error"), error.get("code"),
-                    error["message"], error.get("param"),
+                    status, str(error.get("type") or "invalid_request_error"), _clean(error.get("code")),
+                    _scrub(error["message"], provider), _clean(error.get("param")),
                 ),
             )  # fmt: skip
     return UpstreamFailure("status", status, errors.ApiError(status, "invalid_request_error", None,
                                                              "The upstream provider refused the request."))  # fmt: skip
+
+
+def _scrub(message: str, provider: ProviderInfo) -> str:
+    if provider.secret:
+        message = message.replace(provider.secret, "[redacted]")
+    return redact(message)[:2000]
+
+
+def _clean(value: object) -> str | None:
+    return value[:200] if isinstance(value, str) else None
 
 
 async def first_answer(

@@ -69,7 +69,9 @@ class Gateway:
 def start_gateway(database_url: str, redis_url: str, log_dir: Path, **overrides: str) -> Gateway:
     port = free_port()
     env = {
-        **os.environ,
+        **{
+            k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+        },  # the test process's only
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,

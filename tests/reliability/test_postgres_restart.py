@@ -14,7 +14,6 @@ import pytest
 
 from tests.conftest import unique, write_catalog
 from tests.live import start_gateway
-from tests.reliability import known_bugs
 from tests.reliability.books import assert_books_balance, read_books
 from tests.reliability.client import (
     assert_clean,
@@ -142,7 +141,6 @@ async def test_a_postgres_restart_mid_run_loses_nothing_admitted(
     )  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason=known_bugs.DATABASE_DOWN_IS_500)
 async def test_a_key_first_seen_while_the_database_is_down_gets_503(
     private_pg, private_redis, pg_world, log_dir
 ):

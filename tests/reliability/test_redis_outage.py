@@ -10,13 +10,11 @@ import time
 from decimal import Decimal
 
 import aiohttp
-import pytest
 
 from billing import jobs
 from billing.models import LedgerEntry, UsageRecord
 from tests.conftest import database_url
 from tests.live import start_gateway
-from tests.reliability import known_bugs
 from tests.reliability.books import assert_books_balance, django_query, drift_of, read_books
 from tests.reliability.client import (
     assert_clean,
@@ -124,10 +122,6 @@ async def test_redis_down_answers_503_charges_nothing_and_serves_again_within_5s
     )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=known_bugs.REDIS_DOWN_ON_KEY_MISS_IS_500,
-)
 async def test_a_key_first_seen_while_redis_is_down_also_gets_503(
     live_db, upstream, tmp_path, log_dir, funded_key, private_redis
 ):

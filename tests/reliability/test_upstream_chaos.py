@@ -12,7 +12,6 @@ import collections
 from decimal import Decimal
 
 import aiohttp
-import pytest
 import pytest_asyncio
 from django.conf import settings
 
@@ -23,7 +22,6 @@ from portal.services import key_create, user_create
 from proxy.catalog import catalog_import
 from tests.conftest import database_url, unique, write_catalog
 from tests.live import start_gateway
-from tests.reliability import known_bugs
 from tests.reliability.books import assert_books_balance, django_query, drift_of, read_books
 from tests.reliability.chaos import CHAOS_MENU, chaos_pick
 from tests.reliability.client import assert_clean, chat_body, send, stop_gracefully
@@ -226,7 +224,6 @@ def test_each_answer_is_the_one_the_failover_rules_call_for(chaos_run):
     assert not wrong, f"{len(wrong)} answers differ from the rules, e.g. {wrong[:5]}"
 
 
-@pytest.mark.xfail(strict=True, reason=known_bugs.CUT_BEFORE_FIRST_BYTE)
 def test_a_plain_answer_cut_halfway_fails_over_like_any_other_garbled_answer(chaos_run):
     assert any(
         _plain_cut_before_served(i, chaos_run["routes"], o.stream) for i, o in chaos_run["outcomes"].items()

@@ -8,12 +8,9 @@ import pytest
 
 from billing import jobs
 from billing.models import UsageRecord
-from tests.reliability import known_bugs
 from tests.reliability.books import assert_books_balance, django_query, drift_of, read_books, wait_until
 from tests.reliability.client import assert_clean, chat_body, new_marker, send
 from tests.reliability.conftest import import_paid_model
-
-CUT_BUG = pytest.mark.xfail(strict=True, reason=known_bugs.CUT_BEFORE_FIRST_BYTE)
 
 
 def wait_record(request_id: str, timeout: float = 10.0) -> UsageRecord:
@@ -27,8 +24,8 @@ def wait_record(request_id: str, timeout: float = 10.0) -> UsageRecord:
 @pytest.mark.parametrize(
     ("stream", "cut"),
     [
-        pytest.param(False, "cut-after:2", id="plain-body-cut-halfway", marks=CUT_BUG),
-        pytest.param(True, "cut-after:-1", id="stream-cut-before-its-first-event", marks=CUT_BUG),
+        pytest.param(False, "cut-after:2", id="plain-body-cut-halfway"),
+        pytest.param(True, "cut-after:-1", id="stream-cut-before-its-first-event"),
     ],
 )
 async def test_an_answer_cut_before_anything_reached_the_client_fails_over(
@@ -47,10 +44,6 @@ async def test_an_answer_cut_before_anything_reached_the_client_fails_over(
     assert record.completion_tokens == 2 + len(text.split()) and not record.tokens_estimated
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=known_bugs.USAGE_NOT_CAPPED_BY_THE_HOLD,
-)
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 async def test_an_upstream_that_over_reports_usage_cannot_overdraw_the_account(
     gateway, chaos_upstream, tmp_path, funded_key, stream

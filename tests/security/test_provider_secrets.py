@@ -15,7 +15,6 @@ from django.conf import settings
 from proxy.models import Provider
 from proxy.services import provider_save
 from tests.conftest import unique
-from tests.reliability import known_bugs
 from tests.security.conftest import import_model, pg_dump_text
 
 FAILURES = ["fail-401", "fail-500", "reflect-401", "reflect-500", "reflect-503"]
@@ -71,7 +70,6 @@ def test_a_provider_secret_is_encrypted_at_rest_and_never_in_an_error_body_or_a_
     assert secret not in dump  # ...and the secret is not, anywhere in the database
 
 
-@pytest.mark.xfail(strict=True, reason=known_bugs.UPSTREAM_400_MESSAGE_CAN_CARRY_THE_SECRET)
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_an_upstream_that_quotes_the_secret_in_a_client_error_does_not_leak_it(
     loud_gateway, probe_upstream, secret_provider, make_key, tmp_path, stream
