@@ -31,6 +31,7 @@ class _Connection:
         self.reader, self.writer = reader, writer
         self.parser = hiredis.Reader()
         self.pending: collections.deque[asyncio.Future] = collections.deque()
+        self.outgoing: list[bytes] = []
         self.broken = False
         self.task = asyncio.create_task(self._read(), name="redis-replies")
 
@@ -48,10 +49,20 @@ class _Connection:
             self.close()
 
     def send(self, args: tuple) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self.pending.append(future)
-        self.writer.write(pack(args))
+        # Commands issued in the same turn of the event loop leave in one write: under load that is one
+        # system call for many requests instead of one each.
+        if not self.outgoing:
+            loop.call_soon(self._write)
+        self.outgoing.append(pack(args))
         return future
+
+    def _write(self) -> None:
+        data, self.outgoing = b"".join(self.outgoing), []
+        if not self.broken:
+            self.writer.write(data)
 
     def close(self) -> None:
         """Fail everything in flight: after a timeout or a reset, replies can no longer be paired safely."""
