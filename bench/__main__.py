@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=0,
         metavar="S",
-        help="first wait up to S seconds until other processes use under 15%% of a core",
+        help="before the run and each phase, wait up to S seconds until other processes use under 15%% of a core",
     )
     parser.add_argument("--profile", action="store_true", help="also profile the gateway with py-spy")
     parser.add_argument("--skip-paid", action="store_true", help="don't measure the paid model")
@@ -66,6 +66,7 @@ def resolve(args: argparse.Namespace) -> dict:
         "ttfc_warmup": 20 if quick else 50,
         "profile": args.profile,
         "skip_paid": args.skip_paid,
+        "wait_quiet": args.wait_quiet,
     }
 
 
@@ -100,7 +101,7 @@ def guarded(results: dict, name: str, fn: Callable[[], dict]) -> dict | None:
 
 
 def _brief(phase: dict) -> str:
-    if "direct" in phase and "p50_ms" in phase["direct"]:
+    if "direct" in phase and "ok_rps" in phase["direct"]:
         d, g = phase["direct"], phase["gateway"]
         return (
             f"p50 {d['p50_ms']:.3f} -> {g['p50_ms']:.3f} ms, p99 {d['p99_ms']:.3f} -> {g['p99_ms']:.3f} ms, "
@@ -136,6 +137,8 @@ def run_phases(ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Servic
                 "error": f"the gateway exited (code {gateway.proc.returncode}) earlier"
             }
             continue
+        if opts["wait_quiet"]:  # neighbours come and go: wait again before every phase
+            results["quiet_waits"][name] = procs.wait_quiet(opts["wait_quiet"])
         guarded(results, name, fn)
 
 
@@ -220,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         "wrk_bin": wrk_bin,
         "phases": {},
         "timeline": [],
+        "quiet_waits": {},
     }
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         serve_and_measure(opts, results, stack, Path(tmp))

@@ -1,5 +1,6 @@
 """The human-readable summary printed at the end of a run (the JSON file has everything else)."""
 
+from bench.report import BACKING_SERVICES
 from bench.setup import FREE_MODEL, PAID_MODEL
 
 
@@ -7,7 +8,7 @@ def _row(
     label: str, direct: str = "", gateway: str = "", added: str = "", target: str = "", status: str = ""
 ) -> str:
     """label | direct | gateway | added (right-aligned numbers) | target | result."""
-    line = f"{label:<30}{direct:>14}{gateway:>14}{added:>12}   {target:<22}{status}"
+    line = f"{label:<30}{direct:>14}{gateway:>14}{added:>13}   {target:<22}{status}"
     return line.rstrip()
 
 
@@ -49,8 +50,8 @@ def _throughput(phase: dict, verdicts: dict, keys: tuple[str, str]) -> list[str]
     errors_g = f"{g['non_2xx']} / {g['socket_errors']}"
     return [
         _row("  requests/s", f"{d['ok_rps']:,.0f}", f"{g['ok_rps']:,.0f}", ratio, *_with(verdicts, keys[0])),
-        _row("  latency p50 / p99", f"{d['p50_ms']:.2f}/{d['p99_ms']:.2f}", f"{g['p50_ms']:.2f}/{g['p99_ms']:.2f}",
-             "ms"),
+        _row("  latency p50", _ms(d["p50_ms"]), _ms(g["p50_ms"]), _ms(g["p50_ms"] - d["p50_ms"], True)),
+        _row("  latency p99", _ms(d["p99_ms"]), _ms(g["p99_ms"]), _ms(g["p99_ms"] - d["p99_ms"], True)),
         _row("  non-2xx / socket errors", errors_d, errors_g, "", *_with(verdicts, keys[1])),
         _row("  gateway CPU (% of a core)", "", f"{g['cpu_pct']['gateway']:.0f}%"),
     ]  # fmt: skip
@@ -115,11 +116,9 @@ def render(results: dict) -> str:
     for name, title, body in sections:
         lines += _section(results, name, title, body)
     passed = sum(v["status"] == "PASS" for v in results["targets"])
-    lines += ["", f"targets met: {passed} of {len(results['targets'])}", *notes(results)]
+    counted = sum(v["status"] != "SKIP" for v in results["targets"])
+    lines += ["", f"targets met: {passed} of {counted}", *notes(results)]
     return "\n".join(lines)
-
-
-SYSTEM_UNDER_TEST = ("postgres", "redis-server")  # the gateway's own backing services, not neighbours
 
 
 def _neighbours(results: dict) -> list[str]:
@@ -127,7 +126,7 @@ def _neighbours(results: dict) -> list[str]:
     for phase in results["phases"].values():
         for side in ("direct", "gateway"):
             for proc in (phase.get(side) or {}).get("other_processes", []) if isinstance(phase, dict) else []:
-                if not proc["cmd"].startswith(SYSTEM_UNDER_TEST):
+                if not proc["cmd"].startswith(BACKING_SERVICES):
                     worst[proc["cmd"]] = max(worst.get(proc["cmd"], 0.0), proc["cpu_pct"])
     return [
         f"  - busy neighbour (up to {pct:.0f}% of a core during a measured run): {cmd[:90]}"
