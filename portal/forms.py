@@ -37,13 +37,12 @@ class SignupForm(forms.Form):
         error_messages={"required": "Choose a password."},
     )
 
+    TAKEN = "An account with this email already exists. Log in, or reset your password if you forgot it."
+
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip().lower()
         if User.objects.filter(email__iexact=email).exists():
-            raise ValidationError(
-                "An account with this email already exists. Log in, or reset your password if you forgot it.",
-                code="taken",
-            )
+            raise ValidationError(self.TAKEN, code="taken")
         return email
 
     def clean(self):

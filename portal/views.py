@@ -16,6 +16,7 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -104,12 +105,16 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("dashboard")
     form = forms.SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = user_create(email=form.cleaned_data["email"], password=form.cleaned_data["password"])
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(
-            request, "Welcome! Your account is ready. Create an API key to make your first call."
-        )
-        return redirect("dashboard")
+        try:
+            user = user_create(email=form.cleaned_data["email"], password=form.cleaned_data["password"])
+        except IntegrityError:  # the same address signed up a moment ago, between the check and the insert
+            form.add_error("email", forms.SignupForm.TAKEN)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(
+                request, "Welcome! Your account is ready. Create an API key to make your first call."
+            )
+            return redirect("dashboard")
     return render(request, "registration/signup.html", {"form": form})
 
 

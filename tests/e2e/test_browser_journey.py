@@ -302,3 +302,36 @@ def test_an_established_customers_pages_with_a_month_of_history(
     shoot(page, artifacts, "models-signed-in")
     page.goto(url + "/account")
     shoot(page, artifacts, "account")
+
+
+@pytest.fixture(scope="module")
+def card_gateway(live_database, catalog, artifacts):
+    """A gateway with card payments configured (no payment is taken: the test stops before Stripe)."""
+    from django.conf import settings
+
+    from tests.conftest import database_url
+    from tests.live import start_gateway
+
+    gw = start_gateway(database_url(), settings.REDIS_URL, artifacts, TEST_UPSTREAM_KEY="upstream-secret-123",
+                       STRIPE_SECRET_KEY="sk_test_dummy", STRIPE_WEBHOOK_SECRET="whsec_test_dummy")  # fmt: skip
+    yield gw
+    gw.stop()
+
+
+def test_buying_credits_offers_presets_and_explains_an_amount_it_does_not_sell(
+    card_gateway, live_db, browser_page, artifacts
+):
+    from portal.services import user_create
+
+    page, url = browser_page, card_gateway.url
+    email = f"{unique('buyer')}@example.com"
+    user_create(email=email, password=PASSWORD)
+    log_in(page, url, email)
+    page.get_by_role("link", name="Billing").click()
+    expect(page.get_by_role("radio", name="$25")).to_be_checked()
+    shoot(page, artifacts, "billing-buy")
+    page.get_by_label("Other amount in USD").fill("2")  # typing an amount picks "Other amount"
+    expect(page.get_by_role("radio", name="Other amount")).to_be_checked()
+    page.get_by_role("button", name="Continue to payment").click()
+    expect(page.get_by_text("Buy between 5 and 10000 USD of credits at a time")).to_be_visible()
+    expect(page).to_have_url(url + "/billing/checkout")
