@@ -59,6 +59,7 @@ class Reservation:
     account_id: int
     hold_id: int
     amount: Decimal
+    key_spend: tuple[int, int, int] | None = None  # (key id, spend period, nano-USD counted) when limited
 
 
 def worst_case(*, messages: list, max_tokens: int | None, n: int, model) -> Decimal:
@@ -200,44 +201,3 @@ class Credits:
                 lease.expires_at = expires_at
             elif self.leases.get(lease.account_id) is lease:
                 del self.leases[lease.account_id]
-
-
-class KeySpend:
-    """What this process has committed each key to beyond the ``spend_used`` it last read from the database.
-
-    ``pending`` is in-flight worst cases plus settled costs not yet written; ``written`` is costs written
-    since the key was last loaded. A reload zeroes only ``written`` (the fresh row includes it), so requests
-    still running or unwritten keep counting. A write that lands between the row's read and the reload counts
-    twice until the next reload: that errs towards a 402, never towards passing the limit.
-    """
-
-    def __init__(self) -> None:
-        self.pending: dict[int, Decimal] = {}
-        self.written: dict[int, Decimal] = {}
-
-    def total(self, key_id: int) -> Decimal:
-        return self.pending.get(key_id, Decimal(0)) + self.written.get(key_id, Decimal(0))
-
-    def reserved(self, key_id: int, amount: Decimal) -> None:
-        self._move(self.pending, key_id, amount)
-
-    def settled(self, key_id: int, reserved: Decimal, cost: Decimal) -> None:
-        self._move(self.pending, key_id, cost - reserved)
-
-    def flushed(self, items) -> None:
-        """After a settlement write committed: these costs are in the database now."""
-        for item in items:
-            if item.cost and item.hold_id is not None:
-                self._move(self.pending, item.key_id, -item.cost)
-                self._move(self.written, item.key_id, item.cost)
-
-    def reloaded(self, key_id: int) -> None:
-        self.written.pop(key_id, None)
-
-    @staticmethod
-    def _move(table: dict[int, Decimal], key_id: int, amount: Decimal) -> None:
-        value = table.get(key_id, Decimal(0)) + amount
-        if value:
-            table[key_id] = value
-        else:
-            table.pop(key_id, None)  # keeps the tables as small as the keys in use

@@ -150,11 +150,10 @@ def holds_renew(hold_ids: list[int], expires_at: datetime) -> set[int]:
 class Settler:
     """The per-process queue of finished requests and its flusher task."""
 
-    def __init__(self, run_db, flush_every: float, credits, on_written=None) -> None:
+    def __init__(self, run_db, flush_every: float, credits) -> None:
         self._run_db = run_db
         self._flush_every = flush_every
         self._credits = credits
-        self._on_written = on_written  # told about each batch once it is committed
         self._queue: list[Finished] = []
         self._releases: list[int] = []
         self._last_renewal = time.monotonic()
@@ -229,8 +228,6 @@ class Settler:
             log.exception("settlement flush of %d requests failed; will retry", len(batch))
             return True
         self._retry = False
-        if self._on_written is not None:
-            self._on_written(batch)
         return False
 
     def _keys_to_touch(self, batch: list[Finished]) -> set[int]:

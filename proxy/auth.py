@@ -31,6 +31,7 @@ class KeyInfo:
     free_tier: bool
     spend_limit: Decimal | None
     spend_used: Decimal
+    spend_period: int  # epoch seconds of the current spend period's start: names its counter in the limiter
     versions: tuple[int, int]
 
     def refusal(self, now: float) -> errors.ApiError | None:
@@ -97,6 +98,7 @@ def load_key(key_hash: str, versions_of) -> KeyInfo | None:
         free_tier=free_tier,
         spend_limit=key.spend_limit,
         spend_used=key.spend_used,
+        spend_period=int(key.spend_period_start.timestamp()),
         versions=versions,
     )
 

@@ -109,8 +109,30 @@ return 0
 """
 
 
+# Per-key spend limits, in whole nano-USD (Lua compares in doubles: exact up to 9 million USD).
+# KEYS: the key's spend counter for its period. ARGV: spend already written (the base, if the counter is new),
+# the request's worst case, the limit, the counter's lifetime.
+_SPEND_LUA = """
+local used = redis.call('GET', KEYS[1])
+if not used then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
+  used = ARGV[1]
+end
+used = tonumber(used)
+if used + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {0, used} end
+return {1, redis.call('INCRBY', KEYS[1], ARGV[2])}
+"""
+
+_SPEND_ADJUST_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return 0
+"""
+
 _ADMIT = (hashlib.sha1(_ADMIT_LUA.encode()).hexdigest().encode(), _ADMIT_LUA.encode())
 _REFUND = (hashlib.sha1(_REFUND_LUA.encode()).hexdigest().encode(), _REFUND_LUA.encode())
+_SPEND = (hashlib.sha1(_SPEND_LUA.encode()).hexdigest().encode(), _SPEND_LUA.encode())
+_SPEND_ADJUST = (hashlib.sha1(_SPEND_ADJUST_LUA.encode()).hexdigest().encode(), _SPEND_ADJUST_LUA.encode())
+SPEND_TTL = 40 * 86400  # longer than any spend period, so a counter never vanishes mid-period
 CATALOG_VERSION = "isp:catalog:ver"
 
 
@@ -118,6 +140,10 @@ def _names(key_id: int, user_id: int, day: str) -> list[str]:
     # The hash tag keeps one key's names in one cluster slot.
     k = f"isp:{{k{key_id}}}"
     return [f"{k}:rpm", f"{k}:rpd:{day}", f"{k}:ver", f"isp:u{user_id}:ver", CATALOG_VERSION]
+
+
+def spend_name(key_id: int, period: int) -> str:
+    return f"isp:{{k{key_id}}}:spend:{period}"
 
 
 def _quota(raw: list, rpm: int, rpd: int, now: int, member: str) -> Quota:
@@ -160,6 +186,17 @@ class RedisLimiter:
         names = _names(key_id, user_id, day_stamp(int(quota.member.split(":")[0])))
         await self._run(_REFUND, names[:2], [quota.member])
 
+    async def spend_reserve(
+        self, *, key_id: int, period: int, base: int, need: int, limit: int
+    ) -> tuple[bool, int]:
+        """Count ``need`` against the key's spend limit for its period unless it would pass it. Atomic across
+        processes. Returns (admitted, spend counted so far)."""
+        ok, used = await self._run(_SPEND, [spend_name(key_id, period)], [base, need, limit, SPEND_TTL])
+        return bool(ok), int(used)
+
+    async def spend_adjust(self, *, key_id: int, period: int, delta: int) -> None:
+        await self._run(_SPEND_ADJUST, [spend_name(key_id, period)], [delta])
+
     async def catalog_version(self) -> int:
         try:
             return int(await self.redis.call(b"GET", CATALOG_VERSION) or 0)
@@ -184,6 +221,7 @@ class LocalLimiter:
         self._minute: dict[int, deque[tuple[int, str]]] = {}
         self._day: dict[tuple[int, str], int] = {}
         self._versions: dict[str, int] = {}
+        self._spend: dict[tuple[int, int], int] = {}
 
     def bump(self, name: str) -> None:
         with self._lock:
@@ -235,6 +273,21 @@ class LocalLimiter:
 
     def _current(self, key_id: int, user_id: int) -> tuple[int, int]:
         return self._versions.get(f"k{key_id}", 0), self._versions.get(f"u{user_id}", 0)
+
+    async def spend_reserve(
+        self, *, key_id: int, period: int, base: int, need: int, limit: int
+    ) -> tuple[bool, int]:
+        with self._lock:
+            used = self._spend.setdefault((key_id, period), base)
+            if used + need > limit:
+                return False, used
+            self._spend[(key_id, period)] = used + need
+            return True, used + need
+
+    async def spend_adjust(self, *, key_id: int, period: int, delta: int) -> None:
+        with self._lock:
+            if (key_id, period) in self._spend:
+                self._spend[(key_id, period)] += delta
 
     async def catalog_version(self) -> int:
         return self._versions.get("catalog", 0)

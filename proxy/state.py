@@ -6,13 +6,15 @@ import logging
 import os
 import socket
 import time
+from dataclasses import replace
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import aiohttp
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from billing.credits import Credits, InsufficientCredits, KeySpend, Reservation, worst_case
+from billing.credits import Credits, InsufficientCredits, Reservation, worst_case
 from billing.settlement import Settler
 from proxy import accounting, errors, tokens
 from proxy.auth import KeyCache, KeyInfo, key_hash_from_header, load_key
@@ -35,10 +37,7 @@ class Gateway:
         self.circuits = Circuits()
         self.session: aiohttp.ClientSession | None = None
         self.credits = Credits(run_db, self.name, settings.HOLD_TIMEOUT_SECONDS)
-        self.spend = KeySpend()  # per-key spend limits (see billing/credits.py)
-        self.settler = Settler(
-            run_db, settings.SETTLE_FLUSH_SECONDS, self.credits, on_written=self.spend.flushed
-        )
+        self.settler = Settler(run_db, settings.SETTLE_FLUSH_SECONDS, self.credits)
         self._tasks: list[asyncio.Task] = []
         self._limiter_was_down = False
         self._catalog_lock = asyncio.Lock()
@@ -137,7 +136,6 @@ class Gateway:
             raise errors.invalid_api_key()
         if info.refusal(time.time()) is None or info.revoked:
             self.keys.put(key_hash, info)  # a revoked key stays revoked; other refusals may be lifted
-        self.spend.reloaded(info.id)  # the fresh row's spend_used includes what was written
         return info
 
     async def check(
@@ -177,23 +175,44 @@ class Gateway:
         if model.is_free:
             return None
         need = worst_case(messages=request.messages, max_tokens=request.max_tokens, n=request.n, model=model)
-        if key.spend_limit is not None:
-            # Per process: another process's spend shows up when this one reloads the key (KEY_CACHE_SECONDS).
-            spent = key.spend_used + self.spend.total(key.id)
-            if spent + need > key.spend_limit:
-                raise errors.insufficient_credits(
-                    f"This key's spend limit of {key.spend_limit.normalize()} USD is reached: {spent.normalize()} USD "
-                    f"spent, and this request may cost up to {need.normalize()} USD."
-                )
+        spend = await self._spend_reserve(key, need) if key.spend_limit is not None else None
         try:
             hold = await self.credits.reserve(account_id=key.account_id, amount=need)
         except InsufficientCredits as exc:
+            self._spend_adjust(spend, 0)
             raise errors.insufficient_credits(
                 f"Insufficient credits: this request needs up to {exc.needed.normalize()} USD and "
                 f"{exc.available.normalize()} USD is available. Add credits on the billing page."
             ) from None
-        self.spend.reserved(key.id, need)
-        return hold
+        except BaseException:
+            self._spend_adjust(spend, 0)
+            raise
+        return replace(hold, key_spend=spend)
+
+    async def _spend_reserve(self, key: KeyInfo, need: Decimal) -> tuple[int, int, int]:
+        """Count the worst case against the key's spend limit, atomically across every gateway process."""
+        units = nano_usd(need)
+        ok, used = await self.limiter.spend_reserve(
+            key_id=key.id, period=key.spend_period, base=nano_usd(key.spend_used), need=units,
+            limit=nano_usd(key.spend_limit, up=False),
+        )  # fmt: skip
+        if not ok:
+            spent = Decimal(used) / NANO
+            raise errors.insufficient_credits(
+                f"This key's spend limit of {key.spend_limit.normalize()} USD is reached: {spent.normalize()} USD "
+                f"spent or in flight, and this request may cost up to {need.normalize()} USD."
+            )
+        return key.id, key.spend_period, units
+
+    def _spend_adjust(self, spend: tuple[int, int, int] | None, cost: Decimal) -> None:
+        """Replace a request's worst case by its real cost in the key's spend counter (off the response path)."""
+        if spend is None:
+            return
+        key_id, period, units = spend
+        delta = nano_usd(cost) - units
+        if delta:
+            task = asyncio.create_task(self.limiter.spend_adjust(key_id=key_id, period=period, delta=delta))
+            task.add_done_callback(_log_failure)
 
     def settle(self, *, req, key: KeyInfo, model: ModelInfo, body, tally, hold, status: int) -> None:
         """Record the request exactly once and release its hold; the write itself is batched."""
@@ -203,8 +222,21 @@ class Gateway:
         )  # fmt: skip
         if hold is not None:
             self.credits.settle(hold, record.cost)
-            self.spend.settled(key.id, hold.amount, record.cost)
+            self._spend_adjust(hold.key_spend, record.cost)
         self.settler.add(record)
+
+
+NANO = Decimal(1_000_000_000)
+
+
+def nano_usd(amount: Decimal, *, up: bool = True) -> int:
+    """Whole nano-USD for the spend counters, rounded towards refusing: costs up, limits down."""
+    return int((amount * NANO).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR))
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a spend counter was not adjusted: %s", task.exception())
 
 
 GATEWAY: Gateway | None = None

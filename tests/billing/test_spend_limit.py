@@ -116,3 +116,45 @@ async def test_a_key_change_while_requests_run_does_not_forget_their_spend(
         late = await one()
         assert sorted(await asyncio.gather(*running)) == [200, 200, 200]
     assert late == 402
+
+
+@pytest.fixture(scope="module")
+def second_gateway(live_database, catalog, artifacts):
+    from django.conf import settings
+
+    from tests.conftest import database_url
+    from tests.live import start_gateway
+
+    gw = start_gateway(database_url(), settings.REDIS_URL, artifacts)
+    yield gw
+    gw.stop()
+
+
+async def test_a_spend_limit_holds_across_two_gateway_processes(
+    gateway, second_gateway, upstream, make_user, make_key, tmp_path
+):
+    """Twelve slow requests at once, split over two processes, on a 1.00 USD limit with 0.30 worst cases:
+    exactly three get through, whichever process they reach."""
+    import asyncio
+    from collections import Counter
+
+    import aiohttp
+
+    provider, slow = unique("spend2"), unique("spend2-slow")
+    models = [{"id": slow, "owned_by": "test", "input_usd_per_mtok": "0", "output_usd_per_mtok": str(OUTPUT_PRICE),
+               "routes": [{"provider": provider, "upstream_model": "slow-first-byte:1.0"}]}]  # fmt: skip
+    providers = [{"name": provider, "base_url": upstream.url_for(provider), "first_byte_timeout": 10.0}]
+    catalog_import(path=write_catalog(tmp_path / "slow2.toml", providers, models))
+    _, raw = make_key(
+        owner=funded_user(make_user, "50"), spend_limit=Decimal(1), rpm_limit=1000, rpd_limit=1000
+    )
+    body = {"model": slow, "max_tokens": 1000, "messages": [{"role": "user", "content": "hello there"}]}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {raw}"}) as session:
+
+        async def one(url: str) -> int:
+            async with session.post(f"{url}/chat/completions", json=body) as response:
+                await response.read()
+                return response.status
+
+        statuses = await asyncio.gather(*(one(gw.base_url) for gw in [gateway, second_gateway] * 6))
+    assert Counter(statuses) == {200: 3, 402: 9}
