@@ -84,7 +84,7 @@ class LoginForm(auth_forms.AuthenticationForm):
 
     def clean(self):
         email = self.cleaned_data.get("username")
-        address = (self.request.META.get("REMOTE_ADDR") if self.request else None) or "unknown"
+        address = throttle.client_address(self.request) if self.request else "unknown"
         if email and self.cleaned_data.get("password"):
             lockout = throttle.login_lockout_get(email=email, address=address)
             if lockout is not None:

@@ -123,6 +123,11 @@ LOGOUT_REDIRECT_URL = "landing"
 LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
 LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=20)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# Behind a reverse proxy every client arrives from the proxy's address: count per the address the proxy saw
+# (the last X-Forwarded-For entry, which it appends). Never trust the header without such a proxy.
+LOGIN_TRUST_X_FORWARDED_FOR = env.bool(
+    "LOGIN_TRUST_X_FORWARDED_FOR", default=env.bool("BEHIND_TLS_PROXY", False)
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

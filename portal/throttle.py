@@ -30,6 +30,16 @@ class Lockout:
         return f"Too many failed sign-in attempts from your network. Try again in {wait}."
 
 
+def client_address(request) -> str:
+    """The address failures are counted against: the peer, or the proxy's last X-Forwarded-For entry when the
+    site runs behind one (``LOGIN_TRUST_X_FORWARDED_FOR``); the leftmost entries are whatever the client sent."""
+    if settings.LOGIN_TRUST_X_FORWARDED_FOR:
+        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+        if forwarded:
+            return forwarded[-1]
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
 def _account_key(email: str) -> str:
     # Hashed so the cache never holds email addresses.
     return "login-fail:acct:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()

@@ -214,3 +214,20 @@ def test_a_password_reset_lifts_the_account_lock_as_the_message_promises(user, s
     client.post(set_url, {"new_password1": "after-the-lock-77", "new_password2": "after-the-lock-77"})
     response = client.post("/login", {"username": user.email, "password": "after-the-lock-77"})
     assert response.status_code == 302 and response.url == "/dashboard"
+
+
+def test_behind_a_proxy_the_address_the_proxy_saw_is_counted(user, settings):
+    settings.LOGIN_TRUST_X_FORWARDED_FOR = True
+    proxy, attacker = address(), address()
+    for i in range(settings.LOGIN_FAILURES_PER_IP):
+        Client(REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=f"1.2.3.{i}, {attacker}").post(
+            "/login", {"username": f"{unique('v')}@example.com", "password": "x"}
+        )
+    # The same proxy, another client behind it: not locked out. The attacker's own address is.
+    ok = Client(REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=address())
+    assert ok.post("/login", {"username": user.email, "password": PASSWORD}).status_code == 302
+    spoofed = Client(REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=f"9.9.9.9, {attacker}")
+    assert (
+        "from your network"
+        in spoofed.post("/login", {"username": user.email, "password": PASSWORD}).content.decode()
+    )
