@@ -160,6 +160,14 @@ def gateway(live_database, catalog, artifacts):
     gw.stop()
 
 
+@pytest.fixture(scope="module")
+def second_gateway(live_database, catalog, artifacts):
+    """Another gateway process on the same database and Redis, for tests of what processes share."""
+    gw = start_gateway(database_url(), settings.REDIS_URL, artifacts, TEST_UPSTREAM_KEY="upstream-secret-123")
+    yield gw
+    gw.stop()
+
+
 @pytest.fixture
 def make_user(live_db):
     from portal.services import user_create

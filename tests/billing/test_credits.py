@@ -148,18 +148,6 @@ async def test_a_mixed_run_settles_to_the_last_decimal(gateway, paid_models, mak
     assert own_drift(jobs.ledger_reconcile(), account) == []
 
 
-@pytest.fixture(scope="module")
-def second_gateway(live_database, catalog, artifacts):
-    from django.conf import settings
-
-    from tests.conftest import database_url
-    from tests.live import start_gateway
-
-    gw = start_gateway(database_url(), settings.REDIS_URL, artifacts)
-    yield gw
-    gw.stop()
-
-
 async def test_two_processes_spending_one_account_never_fail_or_drift(
     gateway, second_gateway, paid_models, make_key, make_user
 ):

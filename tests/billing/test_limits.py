@@ -11,8 +11,6 @@ import pytest
 from django.conf import settings
 
 from proxy.limits import OK, RPD_EXCEEDED, RedisLimiter
-from tests.conftest import database_url
-from tests.live import start_gateway
 
 
 async def burst(urls: list[str], raw: str, model: str, n: int) -> list[tuple[int, dict]]:
@@ -37,13 +35,6 @@ async def test_a_burst_on_a_20_rpm_key_admits_exactly_20(gateway, catalog, make_
     refused = [h for status, h in answers if status == 429]
     assert all(1 <= int(h["Retry-After"]) <= 60 for h in refused)
     assert all(h["X-RateLimit-Remaining-RPM"] == "0" for h in refused)
-
-
-@pytest.fixture(scope="module")
-def second_gateway(live_database, catalog, artifacts):
-    gw = start_gateway(database_url(), settings.REDIS_URL, artifacts, TEST_UPSTREAM_KEY="upstream-secret-123")
-    yield gw
-    gw.stop()
 
 
 async def test_limits_are_global_across_two_gateway_processes(gateway, second_gateway, catalog, make_key):

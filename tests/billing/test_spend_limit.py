@@ -118,18 +118,6 @@ async def test_a_key_change_while_requests_run_does_not_forget_their_spend(
     assert late == 402
 
 
-@pytest.fixture(scope="module")
-def second_gateway(live_database, catalog, artifacts):
-    from django.conf import settings
-
-    from tests.conftest import database_url
-    from tests.live import start_gateway
-
-    gw = start_gateway(database_url(), settings.REDIS_URL, artifacts)
-    yield gw
-    gw.stop()
-
-
 async def test_a_spend_limit_holds_across_two_gateway_processes(
     gateway, second_gateway, upstream, make_user, make_key, tmp_path
 ):
