@@ -14,7 +14,12 @@ django_app = get_asgi_application()
 if settings.DEBUG:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    django_app = ASGIStaticFilesHandler(django_app)
+    django_app = ASGIStaticFilesHandler(django_app)  # straight from the source folders, no collectstatic
+else:
+    from servestatic import ServeStaticASGI
+
+    # Production: the collected files (manage.py collectstatic), with long cache headers, from this process.
+    django_app = ServeStaticASGI(django_app, root=settings.STATIC_ROOT, prefix=settings.STATIC_URL)
 
 from proxy.app import app as gateway_app  # noqa: E402  (needs Django set up first)
 from proxy.app import lifespan  # noqa: E402

@@ -152,7 +152,7 @@ CATALOG_REFRESH_SECONDS = env.float("CATALOG_REFRESH_SECONDS", default=30.0)
 STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 # Settlement is batched: finished requests are written together at most this often (see billing/settlement.py).
-SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.05)
+SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.2)
 HOLD_TIMEOUT_SECONDS = env.int("HOLD_TIMEOUT_SECONDS", default=120)
 
 # The Django cache holds the sign-in throttle's counters, so it must be shared by every process: Redis when there
