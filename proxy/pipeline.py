@@ -56,28 +56,10 @@ async def key_self(req: Incoming) -> None:
 async def chat_completion(req: Incoming) -> None:
     gw = gateway()
     body = parse_chat_request(req.body)  # 400 with `param` on any violation
-    key_hash, key = await gw.key_for(
-        req.header(b"authorization")
-    )  # 401 / 403; cached, revocation is immediate
+    key_hash, key = await gw.key_for(req.header(b"authorization"))  # 401 / 403; revocation is immediate
     await gw.resolve(body.model, key.allowed_models)  # 404 / 403 before anything counts
-    key, quota = await gw.check(key_hash, key, count=True, token=req.request_id.hex)  # 429 + Retry-After
-    req.headers_out += quota.headers()
-    if quota.retry_after:
-        raise errors.rate_limited(
-            _limit_message(quota.verdict, key), retry_after=quota.retry_after, retry=quota.verdict == 1
-        )
-    try:
-        model = gw.catalog.resolve(body.model, key.allowed_models)  # the catalog may have just been reloaded
-        hold = await gw.reserve(key=key, model=model, request=body)  # 402; never overdraws
-    except errors.ApiError:
-        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)  # refused: it doesn't count
-        raise
-    except Exception:  # the database could not be reached to take a slice of credit
-        log.exception("reserving credit failed (request %s)", req.request_id)
-        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
-        raise errors.service_unavailable(
-            "Credits could not be checked; nothing was charged. Please retry."
-        ) from None
+    key, quota = await _admit(gw, req, key_hash, key)  # 429 + Retry-After
+    model, hold = await _reserve(gw, req, key, quota, body)  # 402; never overdraws
     tally, status = Tally(), 500
     try:
         status = await _relay(gw, req, model, body, tally)  # failover before the first byte
@@ -85,9 +67,33 @@ async def chat_completion(req: Incoming) -> None:
         status, tally.error_code = err.status, err.code or err.type
         raise
     finally:
-        gw.settle(
-            req=req, key=key, model=model, body=body, tally=tally, hold=hold, status=status
-        )  # exactly once
+        gw.settle(req=req, key=key, model=model, body=body, tally=tally, hold=hold, status=status)  # once
+
+
+async def _admit(gw: Gateway, req: Incoming, key_hash: str, key: KeyInfo):
+    """Take a slot in the key's limits (every answer carries the limit headers), or refuse with 429."""
+    key, quota = await gw.check(key_hash, key, count=True, token=req.request_id.hex)
+    req.headers_out += quota.headers()
+    if quota.retry_after:
+        message = _limit_message(quota.verdict, key)
+        raise errors.rate_limited(message, retry_after=quota.retry_after, retry=quota.verdict == 1)
+    return key, quota
+
+
+async def _reserve(gw: Gateway, req: Incoming, key: KeyInfo, quota, body: ChatRequest):
+    """Set the worst case aside. A request refused here gives its limiter slot back: it never counted."""
+    try:
+        model = gw.catalog.resolve(body.model, key.allowed_models)  # the catalog may have just been reloaded
+        return model, await gw.reserve(key=key, model=model, request=body)
+    except errors.ApiError:
+        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
+        raise
+    except Exception:  # the database or the limiter could not be reached
+        log.exception("reserving credit failed (request %s)", req.request_id)
+        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
+        raise errors.service_unavailable(
+            "Credits could not be checked; nothing was charged. Please retry."
+        ) from None
 
 
 def _limit_message(verdict: int, key: KeyInfo) -> str:
