@@ -17,7 +17,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -61,14 +62,20 @@ class Quota:
         ]
 
 
+DAY_MS = 86_400_000  # UTC days have no leap seconds in epoch time, so a day is a plain division
+
+
+@lru_cache(maxsize=8)
+def _stamp(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y%m%d")
+
+
 def day_stamp(now_ms: int) -> str:
-    return datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y%m%d")
+    return _stamp(now_ms // DAY_MS)
 
 
 def seconds_to_midnight(now_ms: int) -> int:
-    now = datetime.fromtimestamp(now_ms / 1000, UTC)
-    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return max(math.ceil((midnight - now).total_seconds()), 1)
+    return max(math.ceil((DAY_MS - now_ms % DAY_MS) / 1000), 1)
 
 
 def now_ms() -> int:

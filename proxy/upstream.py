@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TypeVar
 
 import aiohttp
@@ -45,11 +46,19 @@ def upstream_body(body: dict, route: RouteInfo, stream: bool) -> bytes:
     return orjson.dumps(out)
 
 
-def _headers(provider: ProviderInfo) -> dict[str, str]:
+@lru_cache(maxsize=256)
+def _headers(secret: str | None) -> dict[str, str]:
+    """Built once per provider secret, not per request (aiohttp copies them; nothing mutates this dict)."""
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-    if provider.secret:
-        headers["Authorization"] = f"Bearer {provider.secret}"
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
     return headers
+
+
+@lru_cache(maxsize=256)
+def _timeout(connect: float) -> aiohttp.ClientTimeout:
+    # Only the connect phase is aiohttp's; the first byte and idle gaps are timed by the relay itself.
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None)
 
 
 async def open_route(
@@ -59,12 +68,11 @@ async def open_route(
     provider = route.provider
     if provider.kind == "demo":
         return demo.respond(orjson.loads(payload), stream)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout, sock_read=None)
     try:
         async with asyncio.timeout(provider.connect_timeout + provider.first_byte_timeout):
             response = await session.post(
-                f"{provider.base_url}/chat/completions", data=payload, headers=_headers(provider),
-                timeout=timeout, allow_redirects=False,
+                f"{provider.base_url}/chat/completions", data=payload, headers=_headers(provider.secret),
+                timeout=_timeout(provider.connect_timeout), allow_redirects=False,
             )  # fmt: skip
     except TimeoutError:
         raise UpstreamFailure("timeout") from None
