@@ -8,7 +8,6 @@ ends it early with a non-zero exit code.
 import argparse
 import contextlib
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -17,8 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import accounting, gatewaylog, phases, procs, pyspy, report, setup, table, wrk
-from bench.setup import FREE_MODEL, PAID_MODEL, UPSTREAM_MODEL, BenchError
+from bench import accounting, cli, gatewaylog, phases, procs, pyspy, report, setup, table, wrk
+from bench.setup import FREE_MODEL, PAID_MODEL, UPSTREAM_MODEL
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -232,31 +231,12 @@ def run(args: argparse.Namespace) -> int:
     report.write_json(results, args.output)
     print()
     print(table.render(results))
-    print(f"\nfull results: {_shown(args.output)}")
+    print(f"\nfull results: {cli.shown(args.output)}")
     return 0
 
 
-def _shown(path: Path) -> str:
-    """A path as short as it can be shown: relative to the working directory when inside it."""
-    with contextlib.suppress(ValueError):
-        return str(path.resolve().relative_to(Path.cwd()))
-    return str(path)
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # so SIGTERM unwinds like Ctrl-C: the servers are stopped on the way out
-
-
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return run(parse_args(argv))
-    except BenchError as exc:
-        print(f"\nbench failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped, no results written", file=sys.stderr)
-        return 130
+    return cli.main("bench", run, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from bench import pagetime, phases, procs, report, scaletable, seed, setup, wrk
+from bench import cli, pagetime, phases, procs, report, scaletable, seed, setup, wrk
 from bench.setup import FREE_MODEL, PAID_MODEL, BenchError
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -208,20 +207,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return run(parse_args(argv))
-    except BenchError as exc:
-        print(f"\nscale failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        return 130
+    return cli.main("scale", run, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -24,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import procs, report, rssplot, soakcheck, soakload, soakreport, soakworld
+from bench import cli, procs, report, rssplot, soakcheck, soakload, soakreport, soakworld
 from bench.phases import DIRECT_KEY
 from bench.setup import UPSTREAM_MODEL, BenchError
 
@@ -173,7 +172,7 @@ def measure(args: argparse.Namespace, results: dict, stack: contextlib.ExitStack
         RESULTS_DIR / "soak-rss.png",
         f"Gateway RSS during a {args.minutes:g}-minute soak at {rate:.0f} req/s",
     )
-    results["rss_plot"] = _shown(plot)
+    results["rss_plot"] = cli.shown(plot)
     soakreport.write_records(load["records"], RESULTS_DIR / "soak-requests.csv.gz")
     print("checking usage records and the ledger", flush=True)
     try:
@@ -181,12 +180,6 @@ def measure(args: argparse.Namespace, results: dict, stack: contextlib.ExitStack
     except BenchError as exc:
         results["accounting"] = {"error": str(exc)[-1500:]}
     results["accounting"]["requests_sent_to_gateways"] = len(admitted)
-
-
-def _shown(path: Path) -> str:
-    with contextlib.suppress(ValueError):
-        return str(path.resolve().relative_to(Path.cwd()))
-    return str(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,24 +197,12 @@ def run(args: argparse.Namespace) -> int:
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print()
     print(soakreport.render(results))
-    print(f"\nfull results: {_shown(args.output)}")
+    print(f"\nfull results: {cli.shown(args.output)}")
     return 0
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return run(parse_args(argv))
-    except BenchError as exc:
-        print(f"\nsoak failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped, no results written", file=sys.stderr)
-        return 130
+    return cli.main("soak", run, parse_args, argv)
 
 
 if __name__ == "__main__":
