@@ -181,23 +181,35 @@ class Credits:
         """Hold ids to return now: idle slices (or all, at shutdown) with no request in flight.
 
         Returning a slice with requests in flight could let another process take credit those requests
-        may still spend, so such a slice waits."""
+        may still spend, so such a slice waits. So does one whose account is being topped up: the top-up may
+        be adding to this very hold, and a request is about to reserve from it."""
         now = time.monotonic()
         for lease in list(self.leases.values()):
-            if lease.reserved == 0 and (everything or now - lease.idle_since > IDLE_RETURN_SECONDS):
+            idle = everything or now - lease.idle_since > IDLE_RETURN_SECONDS
+            if lease.reserved == 0 and idle and not self._topping_up(lease.account_id):
                 self._drop(lease)
-        done = [hold_id for hold_id, lease in self.retiring.items() if lease.reserved <= 0]
+        done = [
+            hold_id
+            for hold_id, lease in self.retiring.items()
+            if lease.reserved <= 0 and not self._topping_up(lease.account_id)
+        ]
         for hold_id in done:
             del self.retiring[hold_id]
         return done
 
+    def _topping_up(self, account_id: int) -> bool:
+        lock = self._locks.get(account_id)
+        return lock is not None and lock.locked()
+
     def active_holds(self) -> list[int]:
         return [lease.hold_id for lease in self.leases.values()] + list(self.retiring)
 
-    def renewed(self, alive: set[int], expires_at: float) -> None:
-        """After a heartbeat: extend the slices that still exist, forget those released as stale."""
+    def renewed(self, asked: list[int], alive: set[int], expires_at: float) -> None:
+        """After a heartbeat for the ``asked`` holds: extend those that still exist, forget those released as
+        stale. A slice taken while the heartbeat ran was not asked about; it is neither, and stays."""
+        gone = set(asked) - alive
         for lease in list(self.leases.values()):
             if lease.hold_id in alive:
                 lease.expires_at = expires_at
-            elif self.leases.get(lease.account_id) is lease:
+            elif lease.hold_id in gone and self.leases.get(lease.account_id) is lease:
                 del self.leases[lease.account_id]

@@ -210,11 +210,12 @@ class Settler:
     async def _renew(self) -> None:
         expires = timezone.now() + timedelta(seconds=self._credits.hold_timeout)
         try:
-            alive = await self._run_db(holds_renew, self._credits.active_holds(), expires)
+            asked = self._credits.active_holds()
+            alive = await self._run_db(holds_renew, asked, expires)
         except Exception:
             log.exception("renewing credit slices failed; will retry")
             return
-        self._credits.renewed(alive, expires.timestamp())
+        self._credits.renewed(asked, alive, expires.timestamp())
         self._last_renewal = time.monotonic()
 
     async def flush(self, *, everything: bool = False) -> bool:
