@@ -1,4 +1,4 @@
-"""Shared fixtures: the real services, a fake upstream, a live gateway process, and data factories.
+"""Shared fixtures: the real services, a fake upstream, a fake Stripe, a live gateway process, and data factories.
 
 Tests that talk to a live gateway use ``live_db``: their rows are committed (the gateway is another process) and
 never flushed, so every factory makes unique names and tests scope their assertions to their own objects.
@@ -12,6 +12,7 @@ import pytest
 import redis
 from django.conf import settings
 
+from tests import fakestripe
 from tests.live import ROOT, start_gateway
 from tests.upstream import FakeUpstream
 
@@ -91,6 +92,16 @@ def upstream():
     server = FakeUpstream().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fake_stripe(settings):
+    """Card payments on, with this process's Stripe client talking to a fake (tests/fakestripe.py)."""
+    with fakestripe.serving() as (handler, url):
+        settings.STRIPE_SECRET_KEY = fakestripe.SECRET_KEY
+        settings.STRIPE_WEBHOOK_SECRET = fakestripe.WEBHOOK_SECRET
+        settings.STRIPE_API_BASE = url
+        yield handler
 
 
 def unique(prefix: str) -> str:

@@ -8,12 +8,9 @@ library the server verifies with, so a mistake on either side can't cancel out.
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import openai
 import pytest
@@ -26,10 +23,11 @@ from billing.payments import PaymentsDisabled, checkout_create, purchase_complet
 from billing.services import account_for
 from tests.billing.test_redeem import race
 from tests.conftest import database_url
+from tests.fakestripe import PAY_URL, SECRET_KEY
+from tests.fakestripe import WEBHOOK_SECRET as SECRET
 from tests.live import start_gateway
 
-SECRET = "whsec_test_" + "k" * 32
-STRIPE_ENV = {"STRIPE_SECRET_KEY": "sk_test_dummy", "STRIPE_WEBHOOK_SECRET": SECRET}
+STRIPE_ENV = {"STRIPE_SECRET_KEY": SECRET_KEY, "STRIPE_WEBHOOK_SECRET": SECRET}
 
 
 def start_stripe_gateway(artifacts):
@@ -50,48 +48,6 @@ def second_shop(live_database, catalog, artifacts):
     gw = start_stripe_gateway(artifacts)
     yield gw
     gw.stop()
-
-
-class FakeStripe(BaseHTTPRequestHandler):
-    """Stripe's API as far as Checkout goes: records each call, answers like Stripe (or refuses, when told)."""
-
-    calls: list
-    refuse = False
-
-    def do_POST(self) -> None:
-        form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
-        type(self).calls.append((self.path, self.headers["Authorization"], form))
-        if type(self).refuse:
-            self.answer(400, {"error": {"type": "invalid_request_error", "message": "Not a valid URL"}})
-        else:
-            sid = f"cs_test_{uuid.uuid4().hex}"
-            self.answer(
-                200,
-                {"id": sid, "object": "checkout.session", "url": f"https://checkout.stripe.com/c/pay/{sid}"},
-            )
-
-    def answer(self, status: int, body: dict) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def fake_stripe(settings):
-    handler = type("Handler", (FakeStripe,), {"calls": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.STRIPE_SECRET_KEY, settings.STRIPE_WEBHOOK_SECRET = STRIPE_ENV.values()
-    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_port}"
-    yield handler
-    server.shutdown()
-    server.server_close()
 
 
 def session_event(session_id: str, cents: int, *, kind: str = "checkout.session.completed", paid: str = "paid",
@@ -295,7 +251,7 @@ def test_checkout_asks_stripe_for_the_amount_in_cents_and_records_a_pending_purc
     assert form["metadata[user_id]"] == [str(user.pk)] and form["client_reference_id"] == [str(user.pk)]
     purchase = Purchase.objects.get(user=user)
     assert (purchase.amount, purchase.status) == (Decimal("12.5"), Purchase.Status.PENDING)
-    assert url == f"https://checkout.stripe.com/c/pay/{purchase.stripe_session_id}"
+    assert url == PAY_URL + purchase.stripe_session_id
 
 
 def test_when_stripe_refuses_checkout_nothing_is_recorded(live_db, make_user, fake_stripe):

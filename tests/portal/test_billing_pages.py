@@ -1,12 +1,8 @@
 """The billing page: balance, buying credits through Stripe Checkout, redeeming codes, the ledger."""
 
-import json
 import re
-import threading
 import uuid
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import pytest
 
@@ -14,6 +10,7 @@ from billing.models import LedgerEntry, Purchase, RedemptionCode
 from billing.services import account_for, credits_grant, ledger_post
 from portal.templatetags.money import MINUS
 from tests.conftest import unique
+from tests.fakestripe import PAY_URL
 
 pytestmark = pytest.mark.django_db
 
@@ -32,56 +29,20 @@ def test_without_payments_the_page_says_so_and_shows_no_buy_form(user, client_of
     assert not Purchase.objects.filter(user=user).exists()
 
 
-class FakeStripe(BaseHTTPRequestHandler):
-    """Stripe's Checkout API as far as we use it: a session with a URL, or a refusal when told."""
-
-    calls: list = []
-    refuse = False
-
-    def do_POST(self) -> None:
-        form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
-        type(self).calls.append(form)
-        sid = f"cs_test_{uuid.uuid4().hex}"
-        status, body = (400, {"error": {"type": "invalid_request_error", "message": "no"}}) if self.refuse else (
-            200, {"id": sid, "object": "checkout.session", "url": f"https://checkout.stripe.test/pay/{sid}"})  # fmt: skip
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def stripe_api(settings):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeStripe)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    FakeStripe.calls, FakeStripe.refuse = [], False
-    settings.STRIPE_SECRET_KEY, settings.STRIPE_WEBHOOK_SECRET = "sk_test_dummy", "whsec_test_dummy"
-    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_port}"
-    yield FakeStripe
-    server.shutdown()
-
-
-def test_buying_a_preset_amount_redirects_to_checkout(user, client_of, stripe_api):
+def test_buying_a_preset_amount_redirects_to_checkout(user, client_of, fake_stripe):
     client = client_of(user)
     page = client.get("/billing").content.decode()
     assert 'action="/billing/checkout"' in page and "$25" in page and "Other amount" in page
     response = client.post("/billing/checkout", {"preset": "25"})
-    assert response.status_code == 302 and response.url.startswith(
-        "https://checkout.stripe.test/pay/cs_test_"
-    )
+    assert response.status_code == 302 and response.url.startswith(PAY_URL + "cs_test_")
     purchase = Purchase.objects.get(user=user)
     assert purchase.amount == Decimal(25) and purchase.status == "pending"
-    sent = stripe_api.calls[0]
+    sent = fake_stripe.calls[0].form
     assert sent["success_url"] == ["http://testserver/billing/success"]
     assert sent["cancel_url"] == ["http://testserver/billing/cancel"]
 
 
-def test_a_custom_amount_is_used_when_other_is_chosen(user, client_of, stripe_api):
+def test_a_custom_amount_is_used_when_other_is_chosen(user, client_of, fake_stripe):
     response = client_of(user).post("/billing/checkout", {"preset": "", "custom": "42.50"})
     assert response.status_code == 302
     assert Purchase.objects.get(user=user).amount == Decimal("42.50")
@@ -96,15 +57,15 @@ def test_a_custom_amount_is_used_when_other_is_chosen(user, client_of, stripe_ap
         ({"preset": "", "custom": "2"}, "Buy between 5 and 10000 USD"),  # the payment module's own rule
     ],
 )
-def test_buy_errors_say_what_to_fix(user, client_of, stripe_api, data, message):
+def test_buy_errors_say_what_to_fix(user, client_of, fake_stripe, data, message):
     response = client_of(user).post("/billing/checkout", data)
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not Purchase.objects.filter(user=user).exists()
 
 
-def test_a_refusal_from_the_payment_provider_is_explained(user, client_of, stripe_api):
-    stripe_api.refuse = True
+def test_a_refusal_from_the_payment_provider_is_explained(user, client_of, fake_stripe):
+    fake_stripe.refuse = True
     response = client_of(user).post("/billing/checkout", {"preset": "10"})
     assert response.status_code == 400
     assert "could not start the payment. Nothing was charged" in response.content.decode()
