@@ -168,6 +168,9 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": "Generate redemption codes",
+            "intro": "Each code is single-use and adds its amount to the account that redeems it. "
+            "The batch is recorded in the audit trail.",
+            "submit_label": "Generate",
             "form": form,
             "opts": self.model._meta,
         }
