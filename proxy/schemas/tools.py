@@ -88,16 +88,22 @@ def _require_name(obj: dict, param: str) -> None:
         fail(f"{param}.name", f"{param}.name must be 1 to 64 of a-z, A-Z, 0-9, '_' and '-', got {show(name)}")
 
 
-def _check_function_def(fn: object, param: str) -> None:
-    fn = require_object(fn, param, "a function definition object")
-    _require_name(fn, param)
-    require_str(fn, "description", param, optional=True)
-    params = fn.get("parameters", MISSING)
-    if params is not MISSING and type(params) is not dict:
-        fail(f"{param}.parameters", f"{param}.parameters must be a JSON Schema object, got {show(params)}")
-    strict = fn.get("strict")
+def _check_named_schema(obj: dict, param: str, schema_key: str) -> None:
+    """A name, an optional description, an optional JSON Schema under ``schema_key`` and an optional strict
+    flag: the spec's FunctionObject ("parameters") and response_format's json_schema ("schema") alike."""
+    _require_name(obj, param)
+    require_str(obj, "description", param, optional=True)
+    schema = obj.get(schema_key, MISSING)
+    if schema is not MISSING and type(schema) is not dict:
+        where = f"{param}.{schema_key}"
+        fail(where, f"{where} must be a JSON Schema object, got {show(schema)}")
+    strict = obj.get("strict")
     if strict is not None and type(strict) is not bool:
         fail(f"{param}.strict", f"{param}.strict must be a boolean or null, got {show(strict)}")
+
+
+def _check_function_def(fn: object, param: str) -> None:
+    _check_named_schema(require_object(fn, param, "a function definition object"), param, "parameters")
 
 
 def _check_custom_tool(custom: object, param: str) -> None:
@@ -175,16 +181,8 @@ def check_response_format(value: object, param: str) -> None:
     require_enum(fmt, "type", param, ("text", "json_object", "json_schema"))
     if fmt["type"] != "json_schema":
         return
-    where = f"{param}.json_schema"
     spec = child(fmt, "json_schema", param, "an object with a name")
-    _require_name(spec, where)
-    require_str(spec, "description", where, optional=True)
-    schema = spec.get("schema", MISSING)
-    if schema is not MISSING and type(schema) is not dict:
-        fail(f"{where}.schema", f"{where}.schema must be a JSON Schema object, got {show(schema)}")
-    strict = spec.get("strict")
-    if strict is not None and type(strict) is not bool:
-        fail(f"{where}.strict", f"{where}.strict must be a boolean or null, got {show(strict)}")
+    _check_named_schema(spec, f"{param}.json_schema", "schema")
 
 
 def check_prediction(value: object, param: str) -> None:
