@@ -163,12 +163,27 @@ def _quota(raw: list, rpm: int, rpd: int, now: int, member: str) -> Quota:
     return Quota(verdict, rpm, rpd, used_m, used_d, retry, member if verdict == OK else "", catalog)
 
 
-class RedisLimiter:
-    """The shared limiter: the script above over one pipelined connection (see proxy/redispipe.py)."""
+@dataclass(slots=True)  # not frozen: built once per request, and a frozen __init__ costs twice as much
+class Admission:
+    """One check, as both limiters take it."""
 
-    def __init__(self, url: str) -> None:
-        # Fail fast: a request waiting on a dead Redis should get its 503 quickly, and the next one retries.
-        self.redis = RedisPipe(url, timeout=1.0, connect_timeout=0.5)
+    key_id: int
+    user_id: int
+    versions: tuple[int, int]  # the key's and its owner's change counters, as the caller's cache saw them
+    rpm: int
+    rpd: int
+    count: bool  # take a slot in both windows, or only read them
+    now: int  # epoch ms
+    member: str  # the admission's id, for a refund
+
+
+def member_day(member: str) -> str:
+    """The day an admission counted against: its id starts with its time."""
+    return day_stamp(int(member.split(":")[0]))
+
+
+class Limiter:
+    """What the shared limiter and its in-process twin have in common: how a check is asked for."""
 
     async def check(
         self,
@@ -183,14 +198,28 @@ class RedisLimiter:
         at: int | None = None,
     ) -> Quota:
         now = at or now_ms()  # ``at`` (epoch ms) lets a caller check a moment other than now
-        day = day_stamp(now)
-        member = f"{now}:{token}"  # the time prefix tells a refund which day to give back
-        args = [now, rpm, rpd, versions[0], versions[1], member, seconds_to_midnight(now) + 3600, int(count)]
-        raw = await self._run(_ADMIT, _names(key_id, user_id, day), args)
-        return _quota(raw, rpm, rpd, now, member)
+        # The time prefix tells a refund which day to give back (member_day).
+        return await self._admit(Admission(key_id, user_id, versions, rpm, rpd, count, now, f"{now}:{token}"))
+
+    async def _admit(self, ask: Admission) -> Quota:
+        raise NotImplementedError
+
+
+class RedisLimiter(Limiter):
+    """The shared limiter: the script above over one pipelined connection (see proxy/redispipe.py)."""
+
+    def __init__(self, url: str) -> None:
+        # Fail fast: a request waiting on a dead Redis should get its 503 quickly, and the next one retries.
+        self.redis = RedisPipe(url, timeout=1.0, connect_timeout=0.5)
+
+    async def _admit(self, ask: Admission) -> Quota:
+        now, member = ask.now, ask.member
+        args = [now, ask.rpm, ask.rpd, *ask.versions, member, seconds_to_midnight(now) + 3600, int(ask.count)]
+        raw = await self._run(_ADMIT, _names(ask.key_id, ask.user_id, day_stamp(now)), args)
+        return _quota(raw, ask.rpm, ask.rpd, now, member)
 
     async def refund(self, *, key_id: int, user_id: int, quota: Quota) -> None:
-        names = _names(key_id, user_id, day_stamp(int(quota.member.split(":")[0])))
+        names = _names(key_id, user_id, member_day(quota.member))
         await self._run(_REFUND, names[:2], [quota.member])
 
     async def spend_reserve(
@@ -220,7 +249,7 @@ class RedisLimiter:
         await self.redis.close()
 
 
-class LocalLimiter:
+class LocalLimiter(Limiter):
     """The in-process twin of the Redis script, for a single process with no Redis."""
 
     def __init__(self) -> None:
@@ -234,30 +263,18 @@ class LocalLimiter:
         with self._lock:
             self._versions[name] = self._versions.get(name, 0) + 1
 
-    async def check(
-        self,
-        *,
-        key_id: int,
-        user_id: int,
-        versions: tuple[int, int],
-        rpm: int,
-        rpd: int,
-        count: bool,
-        token: str,
-        at: int | None = None,
-    ) -> Quota:
-        now = at or now_ms()
-        member = f"{now}:{token}"
+    async def _admit(self, ask: Admission) -> Quota:
+        key_id, rpm, rpd, now, member = ask.key_id, ask.rpm, ask.rpd, ask.now, ask.member
         with self._lock:
             catalog = self._versions.get("catalog", 0)
-            if versions != self._current(key_id, user_id):
+            if ask.versions != self._current(key_id, ask.user_id):
                 return Quota(STALE, rpm, rpd, 0, 0, catalog_version=catalog)
             window = self._minute.setdefault(key_id, deque())
             while window and window[0][0] <= now - WINDOW_MS:
                 window.popleft()
             day = (key_id, day_stamp(now))
             used_m, used_d = len(window), self._day.get(day, 0)
-            if not count:
+            if not ask.count:
                 return Quota(OK, rpm, rpd, used_m, used_d, catalog_version=catalog)
             if used_d >= rpd:
                 return _quota([RPD_EXCEEDED, used_m, used_d, 0, catalog], rpm, rpd, now, member)
@@ -274,7 +291,7 @@ class LocalLimiter:
             for item in window:
                 if item[1] == quota.member:
                     window.remove(item)
-                    day = (key_id, day_stamp(int(quota.member.split(":")[0])))
+                    day = (key_id, member_day(quota.member))
                     self._day[day] = max(self._day.get(day, 0) - 1, 0)
                     break
 
