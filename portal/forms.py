@@ -21,6 +21,26 @@ MAX_USAGE_RANGE_DAYS = 366
 PASSWORD_HELP = "At least 8 characters; not a common password, not all digits, not like your email."
 
 
+def _dollars_field(
+    *, label: str, what: str, max_digits: int, attrs: dict[str, str], messages: dict[str, str]
+) -> forms.DecimalField:
+    """An optional amount of US dollars in whole cents; ``what`` names it in the messages, and ``messages`` adds
+    the field's own (what to do when it is too small, ...)."""
+    return forms.DecimalField(
+        label=label,
+        required=False,
+        min_value=Decimal("0.01"),
+        max_digits=max_digits,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.01", **attrs}),
+        error_messages={
+            "invalid": f"Enter {what} as a number of dollars, like 20 or 12.50.",
+            "max_decimal_places": "Use at most 2 decimal places (cents).",
+            **messages,
+        },
+    )
+
+
 class SignupForm(forms.Form):
     email = forms.EmailField(
         max_length=254,
@@ -121,18 +141,12 @@ class KeyCreateForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="Leave all unticked to allow every model.",
     )
-    spend_limit = forms.DecimalField(
-        required=False,
+    spend_limit = _dollars_field(
         label="Spend limit in USD (optional)",
-        min_value=Decimal("0.01"),
+        what="the spend limit",
         max_digits=12,
-        decimal_places=2,
-        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0.01", "placeholder": "e.g. 20.00"}),
-        error_messages={
-            "min_value": "Enter a spend limit of at least 0.01 USD, or leave it empty for no limit.",
-            "max_decimal_places": "Use at most 2 decimal places (cents).",
-            "invalid": "Enter the spend limit as a number of dollars, like 20 or 12.50.",
-        },
+        attrs={"min": "0.01", "placeholder": "e.g. 20.00"},
+        messages={"min_value": "Enter a spend limit of at least 0.01 USD, or leave it empty for no limit."},
     )
     spend_reset = forms.ChoiceField(
         label="Spend limit resets",
@@ -191,16 +205,12 @@ class BuyCreditsForm(forms.Form):
         widget=forms.RadioSelect,
         initial=str(PRESET_AMOUNTS[1]),
     )
-    custom = forms.DecimalField(
+    custom = _dollars_field(
         label="Other amount in USD",
-        required=False,
-        min_value=Decimal("0.01"),
+        what="the amount",
         max_digits=10,
-        decimal_places=2,
-        widget=forms.NumberInput(attrs={"step": "0.01", "min": "1", "placeholder": "e.g. 40"}),
-        error_messages={
-            "invalid": "Enter the amount as a number of dollars, like 20 or 12.50.",
-            "max_decimal_places": "Use at most 2 decimal places (cents).",
+        attrs={"min": "1", "placeholder": "e.g. 40"},
+        messages={
             "min_value": "Enter an amount above zero.",
             "max_digits": "That amount is too large: enter a smaller one.",
         },
