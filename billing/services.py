@@ -5,7 +5,7 @@ import secrets
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import Expression, F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -22,9 +22,10 @@ class RedeemError(ValueError):
     """A code that can't be redeemed. The message is for the person who typed it and says what to do."""
 
 
-def held_minus(amount: Decimal):
-    """``held - amount``, never below zero. On PostgreSQL's exact numerics the floor never applies; it absorbs
-    the float rounding of SQLite's embedded mode, which stores decimals as floating point."""
+def held_minus(amount: Decimal | Expression):
+    """``held - amount`` (an amount, or an expression per row), never below zero. On PostgreSQL's exact
+    numerics the floor never applies; it absorbs the float rounding of SQLite's embedded mode, which stores
+    decimals as floating point."""
     return Greatest(F("held") - amount, Value(Decimal(0)))
 
 

@@ -2,16 +2,21 @@
 stop returns every one of them and no request reserves from a slice that is being handed back."""
 
 import asyncio
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing.credits import Credits
-from billing.models import Account, Hold
+from billing import jobs
+from billing.credits import Credits, lease_take
+from billing.models import Account, Hold, LedgerEntry
 from billing.services import account_for, credits_grant
-from billing.settlement import holds_renew, write_batch
+from billing.settlement import Finished, holds_renew, write_batch
 from proxy.db import run_db
+from proxy.models import Model
 
 
 def funded_account(make_user, usd: str = "10") -> int:
@@ -72,3 +77,63 @@ async def test_a_slice_being_topped_up_is_not_handed_back(make_user):
     assert returned == [reservation.hold_id]
     await give_back(returned)
     assert Account.objects.get(pk=account).held == 0
+
+
+def finished(key, model_id: int, account_id: int, hold_id: int, cost: str) -> Finished:
+    return Finished(
+        request_id=uuid.uuid4(), user_id=key.owner_id, account_id=account_id, hold_id=hold_id, key_id=key.pk,
+        model_id=model_id, provider_id=None, prompt_tokens=10, completion_tokens=20, tokens_estimated=False,
+        cost=Decimal(cost), status=200, error_code="", latency_ms=5, ttft_ms=None, streamed=False,
+        finish_reason="stop", client_disconnected=False, created_at=timezone.now(),
+    )  # fmt: skip
+
+
+def statements(fn, *args, **kwargs) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        fn(*args, **kwargs)
+    return len(queries)
+
+
+def test_a_batch_costs_the_same_statements_for_one_request_or_many_and_settles_exactly(
+    make_user, make_key, catalog
+):
+    model_id = Model.objects.get(name=catalog["echo"]).pk
+    credits = Credits(run_db, "test-batch", 120)
+
+    def slices(n: int) -> list[tuple]:
+        """n funded accounts, each with a key and a 1 USD slice of its 10 USD."""
+        out = []
+        for _ in range(n):
+            account_id = funded_account(make_user)
+            key, _ = make_key(owner=Account.objects.get(pk=account_id).user)
+            hold_id, _ = lease_take(account_id=account_id, hold_id=None, want=Decimal(1), minimum=Decimal(1),
+                                    owner=credits.owner, expires_at=timezone.now() + timedelta(minutes=2))  # fmt: skip
+            out.append((key, account_id, hold_id))
+        return out
+
+    def batch_and_releases(world: list[tuple]) -> tuple[list[Finished], list[int]]:
+        # Two requests per slice; every other slice is also handed back in the same batch.
+        batch = [finished(k, model_id, a, h, cost) for k, a, h in world for cost in ("0.1", "0.025")]
+        return batch, [h for n, (_, _, h) in enumerate(world) if n % 2 == 0]
+
+    one, many = slices(2), slices(12)
+    small, large = batch_and_releases(one), batch_and_releases(many)
+    counts = [
+        statements(write_batch, b, r, retry=False, touch_keys={f.key_id for f in b})
+        for b, r in (small, large)
+    ]
+    assert counts[0] == counts[1]  # 4 requests or 24: the same statements
+
+    for n, (key, account_id, hold_id) in enumerate(one + many):
+        account = Account.objects.get(pk=account_id)
+        assert account.balance == Decimal("9.875")  # 10 - 0.1 - 0.025
+        kept = Hold.objects.filter(pk=hold_id).first()
+        if n % 2 == 0:  # handed back: nothing is held any more
+            assert kept is None and account.held == 0
+        else:  # the slice shrank by its costs, and held with it
+            assert kept.amount == Decimal("0.875") == account.held
+        key.refresh_from_db()
+        assert key.spend_used == Decimal("0.125")
+        assert LedgerEntry.objects.filter(account_id=account_id, kind="usage").count() == 2
+    run = jobs.ledger_reconcile()
+    assert not [d for d in run.drift if d["account"] in {a for _, a, _ in one + many}]
