@@ -64,7 +64,7 @@ def test_a_deduction_may_not_take_the_available_balance_below_zero(live_db, make
     account = account_for(user=make_user())
     credits_grant(account=account, amount=Decimal("5"), reason="test funds", actor=None)
     # A gateway holds 2 USD for requests in flight: only 3 USD is available.
-    hold_id, _ = lease_take(
+    hold_id, _, _ = lease_take(
         account_id=account.pk, hold_id=None, want=Decimal(2), minimum=Decimal(2), owner="test",
         expires_at=timezone.now() + timedelta(minutes=5),
     )  # fmt: skip

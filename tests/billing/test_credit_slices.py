@@ -2,6 +2,7 @@
 stop returns every one of them and no request reserves from a slice that is being handed back."""
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -106,7 +107,7 @@ def test_a_batch_costs_the_same_statements_for_one_request_or_many_and_settles_e
         for _ in range(n):
             account_id = funded_account(make_user)
             key, _ = make_key(owner=Account.objects.get(pk=account_id).user)
-            hold_id, _ = lease_take(account_id=account_id, hold_id=None, want=Decimal(1), minimum=Decimal(1),
+            hold_id, _, _ = lease_take(account_id=account_id, hold_id=None, want=Decimal(1), minimum=Decimal(1),
                                     owner=credits.owner, expires_at=timezone.now() + timedelta(minutes=2))  # fmt: skip
             out.append((key, account_id, hold_id))
         return out
@@ -137,3 +138,36 @@ def test_a_batch_costs_the_same_statements_for_one_request_or_many_and_settles_e
         assert LedgerEntry.objects.filter(account_id=account_id, kind="usage").count() == 2
     run = jobs.ledger_reconcile()
     assert not [d for d in run.drift if d["account"] in {a for _, a, _ in one + many}]
+
+
+async def test_a_sliver_of_a_roomy_account_is_kept_for_sparse_requests_and_a_tight_one_goes_back(make_user):
+    roomy, tight = funded_account(make_user, "1000"), funded_account(make_user, "1")
+    takes: list[str] = []
+
+    async def counting_db(fn, *args, **kwargs):
+        takes.append(fn.__name__)
+        return await run_db(fn, *args, **kwargs)
+
+    credits = Credits(counting_db, "test-sliver", 120)
+    worst = Decimal("0.30")
+    for account in (roomy, tight):
+        first = await credits.reserve(account_id=account, amount=worst)
+        credits.settle(first, Decimal("0.01"))
+    # 64 worst cases (19.20 USD) is more than 1% of 1000 USD: the roomy account's slice is 10 USD.
+    roomy_slice = credits.leases[roomy]
+    assert roomy_slice.amount == Decimal("10") - Decimal("0.01")
+    assert credits.leases[tight].amount == worst - Decimal("0.01")  # a tight account lends only what it must
+
+    tight_hold = credits.leases[tight].hold_id
+    later = time.monotonic() + 30  # half a minute without a request
+    assert credits.collect_idle(now=later) == [tight_hold]
+    assert roomy in credits.leases and tight not in credits.leases
+
+    again = await credits.reserve(account_id=roomy, amount=worst)  # no database round trip
+    assert again.hold_id == roomy_slice.hold_id and takes == ["lease_take", "lease_take"]
+    credits.settle(again, Decimal("0.01"))
+    assert credits.collect_idle(now=time.monotonic() + 61) == [roomy_slice.hold_id]
+    held = Hold.objects.get(pk=roomy_slice.hold_id).amount
+    assert held == Account.objects.get(pk=roomy).held == Decimal("10")  # costs settle in the flush, not here
+    await give_back([tight_hold, roomy_slice.hold_id])
+    assert not Hold.objects.filter(account_id__in=[roomy, tight]).exists()

@@ -165,8 +165,11 @@ async def test_a_request_refused_because_the_database_is_down_does_not_count_aga
     private_pg, private_redis, pg_world, log_dir
 ):
     """Only admitted requests count (DESIGN.md, Limits). The second request's credit hold needs the database
-    (the first one used up the lease), so it is refused, with a 503, while the database is down."""
-    key = pg_world["ctl"]("funded_key", usd="5", email=f"{unique('pg')}@example.com")
+    (the first one used up the lease), so it is refused, with a 503, while the database is down.
+
+    The balance is small (5 cents; a worst case here is 1.92 cents), so each lease is one request's worst case:
+    a roomy account's lease would be a larger sliver that serves the second request without the database."""
+    key = pg_world["ctl"]("funded_key", usd="0.05", email=f"{unique('pg')}@example.com")
     gw = start_gateway(private_pg.url, private_redis.url, log_dir)
     try:
         async with aiohttp.ClientSession() as session:
