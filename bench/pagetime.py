@@ -33,6 +33,7 @@ pages = [
     (client, "/dashboard"),
     (client, "/usage"),
     (client, "/usage?page=40"),
+    (client, "/usage?page=999999"),  # past the end: Django's paginator shows the last page, the oldest rows
     (client, f"/usage?key={key.pk}&model={paid.name}"),
     (client, f"/usage?since={today - timedelta(days=89)}&until={today}"),
     (client, "/keys"),

@@ -8,7 +8,8 @@
    seeded one) with one shared upstream, and reports the change in %.
 4. Times the dashboard, usage pages and management API of the user with the most records (bench/pagetime.py).
 
-Writes ``bench/results/scale.json`` and prints a table.
+Writes ``bench/results/scale.json`` and prints a table. ``--pages-only`` does step 4 alone, on the database an
+earlier run seeded, and writes ``scale-pages.json``: about a minute, for checking a change to the pages.
 """
 
 import argparse
@@ -42,13 +43,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys to seed (1,000,000)")
     parser.add_argument("--seed-minutes", type=float, default=15.0, help="time budget of the usage COPY (15)")
     parser.add_argument("--reuse", action="store_true", help="keep an already seeded database")
+    parser.add_argument(
+        "--pages-only", action="store_true", help="only time the pages, on an already seeded database"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run (10)")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up before each (3)")
     parser.add_argument(
         "--empty-redis-db", type=int, default=5, help="Redis db of the empty database's gateway (5; flushed)"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "scale.json")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--output", type=Path, help="default: scale.json (scale-pages.json with --pages-only)"
+    )
+    args = parser.parse_args(argv)
+    args.output = args.output or RESULTS_DIR / ("scale-pages.json" if args.pages_only else "scale.json")
+    return args
 
 
 def recreate(database_url: str) -> None:
@@ -165,19 +173,45 @@ def with_db(redis_url: str, db: int) -> str:
     return urlunsplit(urlsplit(redis_url)._replace(path=f"/{db}"))
 
 
+def time_pages(database_url: str, redis_url: str, email: str) -> list[dict] | dict:
+    print("timing the pages of the user with the most records", flush=True)
+    try:
+        return pagetime.measure(setup.service_env(database_url, redis_url), email)
+    except BenchError as exc:
+        return {"error": str(exc)[-2000:]}
+
+
+def write(args: argparse.Namespace, results: dict) -> None:
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print()
+    print(scaletable.render(results))
+    print(f"\nfull results: {args.output.name} in bench/results/")
+
+
+def run_pages_only(args: argparse.Namespace, results: dict, database_url: str, redis_url: str) -> int:
+    results["seed"] = seeded_state(database_url)
+    if results["seed"] is None:
+        raise BenchError("nothing seeded yet: run python -m bench.scale once without --pages-only")
+    results["pages"] = time_pages(database_url, redis_url, results["seed"]["heavy_email"])
+    write(args, results)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     empty_url = database_url + "_empty"
     setup.check_targets(database_url, redis_url)
-    wrk_bin = wrk.ensure_wrk()
     results: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": report.machine(wrk.wrk_version(wrk_bin)),
-        "phases": {},
     }
+    if args.pages_only:
+        return run_pages_only(args, results, database_url, redis_url)
+    wrk_bin = wrk.ensure_wrk()
+    results.update(machine=report.machine(wrk.wrk_version(wrk_bin)), phases={})
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         workdir = Path(tmp)
         print("seeding the scale database", flush=True)
@@ -192,18 +226,9 @@ def run(args: argparse.Namespace) -> int:
         if urls["empty"][1] == redis_url:
             raise BenchError("--empty-redis-db must differ from the Redis db in REDIS_URL")
         measure(args, results, urls, workdir, wrk_bin)
-        print("timing the pages of the user with the most records", flush=True)
-        env = setup.service_env(database_url, redis_url)
-        try:
-            results["pages"] = pagetime.measure(env, results["seed"]["heavy_email"])
-        except BenchError as exc:
-            results["pages"] = {"error": str(exc)[-2000:]}
+        results["pages"] = time_pages(database_url, redis_url, results["seed"]["heavy_email"])
     results["changes"] = scaletable.changes(results["phases"])
-    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print()
-    print(scaletable.render(results))
-    print(f"\nfull results: {args.output.name} in bench/results/")
+    write(args, results)
     return 0
 
 

@@ -47,12 +47,19 @@ def render(results: dict) -> str:
     ]
     if "timings_s" in seed:
         lines.append(f"  seeding took {seed['total_s']:.0f} s: {seed['timings_s']}")
-    lines += [
+    if results.get("changes"):
+        lines += _render_phases(results["changes"])
+    lines += _render_pages(results.get("pages"))
+    return "\n".join(lines)
+
+
+def _render_phases(changes: dict) -> list[str]:
+    lines = [
         "",
         f"  {'phase':<10}{'figure':<10}{'empty':>10}{'seeded':>10}{'worse':>9}  {'added p50 ms (empty/seeded)':<28}"
         f"{'verdict':>8}",
     ]
-    for name, row in results["changes"].items():
+    for name, row in changes.items():
         if "error" in row:
             lines.append(f"  {name:<10}error: {row['error'][:90]}")
             continue
@@ -67,11 +74,14 @@ def render(results: dict) -> str:
                 f"  {label:<10}{shown:<10}{e:>10.3f}{s:>10.3f}{worse_text:>9}  {added:<28}"
                 f"{row['verdict'] if headline else '':>8}"
             )
-    pages = results.get("pages")
     lines.append(
         f"  * the figure judged against the {TARGET_WORSE_PCT:.0f}% limit (gateway through the seeded database)"
     )
-    lines.append("")
+    return lines
+
+
+def _render_pages(pages: list[dict] | dict | None) -> list[str]:
+    lines = [""]
     if isinstance(pages, dict):
         lines.append(f"  pages: error: {pages.get('error', '')[-300:]}")
     elif pages:
@@ -84,4 +94,4 @@ def render(results: dict) -> str:
                 f"  {p['path'][:52]:<52}{p['status']:>7}{p['median_ms']:>11.1f}{p['queries']:>9}"
                 f"{p['slowest_query_ms']:>9.1f}ms{verdict:>9}"
             )
-    return "\n".join(lines)
+    return lines
