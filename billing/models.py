@@ -110,7 +110,7 @@ class UsageRecord(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["user", "-created_at"]),
+            models.Index(fields=["user", "-created_at", "-request_id"]),
             models.Index(fields=["key", "-created_at"]),
             models.Index(fields=["created_at"]),
         ]

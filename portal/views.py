@@ -21,7 +21,6 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 from django.views.decorators.cache import never_cache
@@ -299,18 +298,6 @@ def billing_cancel(request: HttpRequest) -> HttpResponse:
 # --- usage -----------------------------------------------------------------------------------------------------
 
 
-class CountedPaginator(Paginator):
-    """A paginator told its count, for a count the caller knows more cheaply than COUNT(*) would."""
-
-    def __init__(self, object_list, per_page: int, *, count: int) -> None:
-        super().__init__(object_list, per_page)
-        self._known_count = count
-
-    @cached_property
-    def count(self) -> int:
-        return self._known_count
-
-
 @login_required
 @require_GET
 def usage(request: HttpRequest) -> HttpResponse:
@@ -323,11 +310,10 @@ def usage(request: HttpRequest) -> HttpResponse:
         user=request.user, since=usage_filter.since, until=usage_filter.until,
         key_id=usage_filter.key_id, model_id=usage_filter.model_id,
     )  # fmt: skip
-    records = money.usage_records_filter(user=request.user, usage_filter=usage_filter)
-    count = money.usage_records_count(
-        user=request.user, usage_filter=usage_filter, days=days, today=timezone.now().date()
+    records = money.usage_record_pages(
+        user=request.user, usage_filter=usage_filter, days=days, now=timezone.now()
     )
-    page = CountedPaginator(records, USAGE_PAGE, count=count).get_page(request.GET.get("page"))
+    page = Paginator(records, USAGE_PAGE).get_page(request.GET.get("page"))
     query = {k: v for k, v in request.GET.items() if k != "page" and v}
     context = {
         "form": form,
