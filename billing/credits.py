@@ -11,8 +11,9 @@ Slices start at the size of the request that needs one and double while an accou
 a few seconds, so a quiet account never locks away more than its next request, and a busy one touches the
 database rarely. An idle slice goes back after 5 s, so that another process can spend that credit. The one
 exception is a slice that is a sliver of what the account has: at most 1% of its available credit (and at most
-64 worst cases). No other process could miss it, so it is kept for a minute: an account with many keys and
-sparse traffic then pays for one database round trip a minute per process instead of one per paid request.
+1,024 worst cases). No other process could miss it, so it is taken whole, even for a quiet account, and kept for
+a minute: an account with many keys and sparse traffic then pays for one database round trip a minute per
+process instead of one per paid request, and a busy one for one every thousand requests.
 """
 
 import asyncio
@@ -35,6 +36,7 @@ ROOMY_SHARE = Decimal("0.01")  # a slice this small a share of the account's ava
 ROOMY_IDLE_SECONDS = 60.0  # ...and is kept this long while idle
 GROWTH_WINDOW_SECONDS = 5.0
 MAX_SLICE_FACTOR = 64
+SLIVER_WORST_CASES = 1024
 
 
 class InsufficientCredits(Exception):
@@ -168,7 +170,7 @@ class Credits:
         hold_id, taken, available = await self._run_db(
             lease_take, account_id=account_id, hold_id=lease.hold_id if lease else None,
             want=missing + amount * (factor - 1), minimum=missing, owner=self.owner, expires_at=expires,
-            sliver=amount * MAX_SLICE_FACTOR,
+            sliver=amount * SLIVER_WORST_CASES,
         )  # fmt: skip
         if hold_id is None:
             raise InsufficientCredits(amount, available + (lease.free if lease else Decimal(0)))

@@ -19,28 +19,35 @@ class RedisUnavailable(Exception):
 
 
 def pack(args: tuple) -> bytes:
+    """A command in Redis's wire format: bytes as they are, anything else as its text."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        if type(arg) is int:  # the commonest kind here, and formatting it as bytes skips an encode
+            arg = b"%d" % arg
+        elif not isinstance(arg, bytes):
+            arg = str(arg).encode()
+        out += (b"$%d\r\n" % len(arg), arg, b"\r\n")
     return b"".join(out)
 
 
 class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> None:
         self.reader, self.writer = reader, writer
         self.parser = hiredis.Reader()
-        self.pending: collections.deque[asyncio.Future] = collections.deque()
+        # Each command's reply future and the loop time by which it must be answered, in sending order.
+        self.pending: collections.deque[tuple[asyncio.Future, float]] = collections.deque()
         self.outgoing: list[bytes] = []
         self.broken = False
+        self.timeout = timeout
         self.task = asyncio.create_task(self._read(), name="redis-replies")
+        self.watchdog = asyncio.create_task(self._watch(), name="redis-watchdog")
 
     async def _read(self) -> None:
         try:
             while data := await self.reader.read(65536):
                 self.parser.feed(data)
                 while (reply := self.parser.gets()) is not False:
-                    future = self.pending.popleft()
+                    future, _ = self.pending.popleft()
                     if not future.done():  # its caller may have been cancelled; the order still holds
                         future.set_result(reply)
         except (OSError, hiredis.ProtocolError):
@@ -48,10 +55,19 @@ class _Connection:
         finally:
             self.close()
 
+    async def _watch(self) -> None:
+        """Fail everything when the oldest command goes unanswered for too long. One timer per connection
+        instead of one per command: measured here, a timeout context per call cost ~20 µs of the hot path."""
+        loop = asyncio.get_running_loop()
+        while not self.broken:
+            await asyncio.sleep(self.timeout / 4)
+            if self.pending and self.pending[0][1] < loop.time():
+                self.close("Redis did not answer in time")
+
     def send(self, args: tuple) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.pending.append(future)
+        self.pending.append((future, loop.time() + self.timeout))
         # Commands issued in the same turn of the event loop leave in one write: under load that is one
         # system call for many requests instead of one each.
         if not self.outgoing:
@@ -64,14 +80,14 @@ class _Connection:
         if not self.broken:
             self.writer.write(data)
 
-    def close(self) -> None:
+    def close(self, reason: str = "the connection to Redis was lost") -> None:
         """Fail everything in flight: after a timeout or a reset, replies can no longer be paired safely."""
         self.broken = True
         self.writer.close()
         while self.pending:
-            future = self.pending.popleft()
+            future, _ = self.pending.popleft()
             if not future.done():
-                future.set_exception(RedisUnavailable("the connection to Redis was lost"))
+                future.set_exception(RedisUnavailable(reason))
 
 
 class RedisPipe:
@@ -87,14 +103,10 @@ class RedisPipe:
         self._scripts: dict[bytes, bytes] = {}  # sha1 -> source, for a Redis that lost its script cache
 
     async def call(self, *args):
+        """One command's reply. Raises RedisUnavailable when it can't be had within about ``timeout`` seconds
+        (the connection's watchdog checks four times per ``timeout``)."""
         conn = self._conn if self._conn and not self._conn.broken else await self._connect()
-        future = conn.send(args)
-        try:
-            async with asyncio.timeout(self.timeout):
-                reply = await future
-        except TimeoutError:
-            conn.close()
-            raise RedisUnavailable("Redis did not answer in time") from None
+        reply = await conn.send(args)
         if isinstance(reply, hiredis.ReplyError):
             raise RedisUnavailable(str(reply))
         return reply
@@ -116,7 +128,7 @@ class RedisPipe:
                     reader, writer = await asyncio.open_connection(self.host, self.port)
             except (OSError, TimeoutError) as exc:
                 raise RedisUnavailable(f"cannot connect to Redis: {exc}") from None
-            conn = _Connection(reader, writer)
+            conn = _Connection(reader, writer, self.timeout)
             hello = []
             if self.password:
                 hello.append(
@@ -136,3 +148,4 @@ class RedisPipe:
         if self._conn:
             self._conn.close()
             self._conn.task.cancel()
+            self._conn.watchdog.cancel()

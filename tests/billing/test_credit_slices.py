@@ -153,7 +153,7 @@ async def test_a_sliver_of_a_roomy_account_is_kept_for_sparse_requests_and_a_tig
     for account in (roomy, tight):
         first = await credits.reserve(account_id=account, amount=worst)
         credits.settle(first, Decimal("0.01"))
-    # 64 worst cases (19.20 USD) is more than 1% of 1000 USD: the roomy account's slice is 10 USD.
+    # 1,024 worst cases (307.20 USD) is more than 1% of 1000 USD: the roomy account's slice is 10 USD.
     roomy_slice = credits.leases[roomy]
     assert roomy_slice.amount == Decimal("10") - Decimal("0.01")
     assert credits.leases[tight].amount == worst - Decimal("0.01")  # a tight account lends only what it must
