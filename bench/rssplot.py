@@ -45,7 +45,9 @@ def _matplotlib(series, path: Path, title: str) -> Path:
     ax.set_xlabel("minutes")
     ax.set_ylabel("RSS (MiB)")
     ax.set_title(title)
-    ax.set_ylim(bottom=0)
+    # From zero, with headroom: a flat line at the frame's top edge would be invisible.
+    peak = max((p[1] for points in series.values() for p in points), default=1.0)
+    ax.set_ylim(0, peak * 1.15)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
