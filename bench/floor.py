@@ -53,13 +53,8 @@ def run(args: argparse.Namespace) -> int:
         services = [
             procs.start_upstream(up_port, fixture.env, workdir / "upstream.log", None),
             procs.start_gateway(gw_port, fixture.env, workdir / "gateway.log", None),
-            procs.start(
-                "bare relay",
-                [sys.executable, "-m", "uvicorn", "bench.bare:app", "--host", "127.0.0.1", "--port",
-                 str(bare_port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                 "--log-level", "warning"],
-                {**fixture.env, "BARE_UPSTREAM": upstream_base}, workdir / "bare.log", None,
-            ),
+            procs.start_uvicorn("bare relay", "bench.bare:app", bare_port,
+                                {**fixture.env, "BARE_UPSTREAM": upstream_base}, workdir / "bare.log", None),
         ]  # fmt: skip
         upstream, gateway, bare = services
         try:

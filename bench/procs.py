@@ -104,13 +104,19 @@ def start_upstream(port: int, env: dict[str, str], log_path: Path, cpus: str | N
     return start("upstream", cmd, env, log_path, cpus)
 
 
-def start_gateway(port: int, env: dict[str, str], log_path: Path, cpus: str | None) -> Service:
+def start_uvicorn(
+    name: str, app: str, port: int, env: dict[str, str], log_path: Path, cpus: str | None
+) -> Service:
     """One uvicorn process with the fast event loop and HTTP parser, no access log (as in production)."""
     cmd = [
-        sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    return start("gateway", cmd, env, log_path, cpus)
+    return start(name, cmd, env, log_path, cpus)
+
+
+def start_gateway(port: int, env: dict[str, str], log_path: Path, cpus: str | None) -> Service:
+    return start_uvicorn("gateway", "portal.asgi:application", port, env, log_path, cpus)
 
 
 def wait_ready(service: Service, url: str, headers: dict[str, str], timeout: float = 60.0) -> float:

@@ -101,28 +101,31 @@ def flush_redis(redis_url: str) -> None:
         raise BenchError(f"Redis is not reachable ({exc}); start it with: bash .ci/services") from exc
 
 
+def model_toml(model_id: str, price_in: str, price_out: str, description: str = "") -> str:
+    """One bench model on the fake upstream's ``echo`` model, as a catalog [[models]] table."""
+    about = f'description = "{description}"\n' if description else ""
+    return f"""
+[[models]]
+id = "{model_id}"
+owned_by = "bench"
+{about}input_usd_per_mtok = "{price_in}"
+output_usd_per_mtok = "{price_out}"
+context_length = 8192
+max_output_tokens = 1024
+routes = [{{ provider = "{PROVIDER}", upstream_model = "{UPSTREAM_MODEL}", priority = 1 }}]
+"""
+
+
 def catalog_toml(upstream_base_url: str) -> str:
     """A catalog like catalog.demo.toml, but with an OpenAI-kind provider pointing at the fake upstream.
 
     The circuit threshold is high so that a burst of errors during a run can't open the circuit and turn the
     rest of the measurement into instant 503s.
     """
-    models = ""
-    for model_id, price_in, price_out, what in (
-        (FREE_MODEL, "0", "0", "free: the pipeline without money"),
-        (PAID_MODEL, "0.50", "1.50", "paid: the full pipeline, with reserve and settle"),
-    ):
-        models += f"""
-[[models]]
-id = "{model_id}"
-owned_by = "bench"
-description = "Benchmark model, {what}"
-input_usd_per_mtok = "{price_in}"
-output_usd_per_mtok = "{price_out}"
-context_length = 8192
-max_output_tokens = 1024
-routes = [{{ provider = "{PROVIDER}", upstream_model = "{UPSTREAM_MODEL}", priority = 1 }}]
-"""
+    models = model_toml(FREE_MODEL, "0", "0", "Benchmark model, free: the pipeline without money")
+    models += model_toml(
+        PAID_MODEL, "0.50", "1.50", "Benchmark model, paid: the full pipeline, with reserve and settle"
+    )
     return f"""# Written by the benchmark for one run.
 
 [[providers]]

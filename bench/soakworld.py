@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import setup
-from bench.setup import PROVIDER, UPSTREAM_MODEL, BenchError
+from bench.setup import PROVIDER, BenchError
 
 FREE_MODELS = [f"soak-free-{n:02d}" for n in range(10)]
 PAID_MODELS = [f"soak-paid-{n:02d}" for n in range(10)]
@@ -60,16 +60,7 @@ circuit_threshold = 100000
     for name in FREE_MODELS + PAID_MODELS:
         paid = name in PAID_MODELS
         price_in, price_out = ("0.50", "1.50") if paid else ("0", "0")
-        text += f"""
-[[models]]
-id = "{name}"
-owned_by = "bench"
-input_usd_per_mtok = "{price_in}"
-output_usd_per_mtok = "{price_out}"
-context_length = 8192
-max_output_tokens = 1024
-routes = [{{ provider = "{PROVIDER}", upstream_model = "{UPSTREAM_MODEL}", priority = 1 }}]
-"""
+        text += setup.model_toml(name, price_in, price_out)
     return text
 
 

@@ -32,8 +32,8 @@ from billing import pricing
 PROMPT_MARGIN = 1.25
 DEFAULT_MAX_OUTPUT = 4096  # output cap for the worst case when neither the request nor the model sets one
 IDLE_RETURN_SECONDS = 5.0
-ROOMY_SHARE = Decimal("0.01")  # a slice this small a share of the account's available credit is a sliver...
-ROOMY_IDLE_SECONDS = 60.0  # ...and is kept this long while idle
+SLIVER_SHARE = Decimal("0.01")  # a slice this small a share of the account's available credit is a sliver...
+SLIVER_IDLE_SECONDS = 60.0  # ...and is kept this long while idle
 GROWTH_WINDOW_SECONDS = 5.0
 MAX_SLICE_FACTOR = 64
 SLIVER_WORST_CASES = 1024
@@ -87,7 +87,7 @@ def worst_case(*, messages: list, max_tokens: int | None, n: int, model) -> Deci
 def lease_take(*, account_id: int, hold_id: int | None, want: Decimal, minimum: Decimal, owner: str,
                expires_at, sliver: Decimal = Decimal(0)) -> tuple[int | None, Decimal, Decimal]:  # fmt: skip
     """Move up to ``want`` (at least ``minimum``) of available credit into this process's hold; up to
-    ``sliver`` when that is more and is at most ROOMY_SHARE of the available credit. Sync.
+    ``sliver`` when that is more and is at most SLIVER_SHARE of the available credit. Sync.
 
     Returns (hold id, amount taken, available before the take); the hold id is None when even ``minimum`` is
     not available. The UPDATE's condition is what makes overdraft impossible; the locked read before it only
@@ -104,7 +104,7 @@ def lease_take(*, account_id: int, hold_id: int | None, want: Decimal, minimum: 
             .first()
         )
         available = row["balance"] - row["held"] if row else Decimal(0)
-        take = min(max(want, min(sliver, available * ROOMY_SHARE)), available)
+        take = min(max(want, min(sliver, available * SLIVER_SHARE)), available)
         if take < minimum or take <= 0:
             return None, Decimal(0), max(available, Decimal(0))
         if not Account.objects.filter(pk=account_id, balance__gte=F("held") + take).update(
@@ -180,8 +180,8 @@ class Credits:
         lease.amount += taken
         lease.expires_at = expires.timestamp()
         lease.last_topup, lease.factor = now, min(factor * 2, MAX_SLICE_FACTOR)
-        sliver = lease.amount <= available * ROOMY_SHARE
-        lease.keep_idle = ROOMY_IDLE_SECONDS if sliver else IDLE_RETURN_SECONDS
+        sliver = lease.amount <= available * SLIVER_SHARE
+        lease.keep_idle = SLIVER_IDLE_SECONDS if sliver else IDLE_RETURN_SECONDS
         return lease
 
     def _drop(self, lease: Lease) -> None:
