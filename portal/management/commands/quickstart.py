@@ -1,11 +1,15 @@
 import secrets
+from decimal import Decimal
 
 from django.core.management.base import BaseCommand
 
+from billing.services import account_for, credits_grant
 from portal.models import User
 from portal.services import key_create, user_create
 
 DEMO_EMAIL = "demo@localhost"
+# Enough to try the paid demo model a few thousand times; a grant like any other, in the ledger and the audit.
+DEMO_CREDITS = Decimal("5")
 
 
 class Command(BaseCommand):
@@ -21,12 +25,16 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         user = user_create(email=DEMO_EMAIL, password=password, is_staff=True)
         _, raw = key_create(owner=user, name="quickstart")
+        credits_grant(
+            account=account_for(user=user), amount=DEMO_CREDITS, reason="quickstart demo credits", actor=None
+        )
         self.stdout.write(
             "\n".join(
                 [
                     "Demo account created (shown once, store it now):",
                     f"  dashboard and admin login: {DEMO_EMAIL} / {password}",
                     f"  API key:                   {raw}",
+                    f"  credits:                   {DEMO_CREDITS} USD, to try the paid demo model",
                     "  try: curl http://127.0.0.1:8000/v1/models -H 'Authorization: Bearer <API key>'",
                 ]
             )
