@@ -59,7 +59,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "request_id", "created_at", "user", "model", "provider", "status", "prompt_tokens", "completion_tokens",
         "cost", "latency_ms", "streamed", "client_disconnected",
     ]  # fmt: skip
-    list_filter = ["model", "provider", "status", "streamed", "client_disconnected", "error_code"]
+    list_filter = ["model", "provider", "status", "streamed", "client_disconnected", "note", "error_code"]
     list_select_related = ["user", "model", "provider"]
     search_fields = ["=request_id"]
     search_help_text = "An exact request id"

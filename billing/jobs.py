@@ -4,7 +4,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
@@ -86,7 +86,39 @@ def holds_release_stale(*, now: datetime | None = None) -> int:
 
 def ledger_reconcile() -> ReconcileRun:
     """Prove, per account, that the cached balance equals the ledger sum, the cached held amount equals the
-    open holds, and the usage costs equal the usage debits. Any drift is logged loudly and kept for the admin."""
+    open holds, and the usage costs equal the usage debits. Any drift is logged loudly and kept for the admin.
+
+    Every sum and balance is read from one snapshot of the database. Settlement writes a batch's usage records,
+    debits, balances and slices in one transaction, and taking a slice moves an account's held amount and its
+    hold together; reads that each saw the database at a different moment would catch those writes half done
+    and report drift that is not there. The run's row is written once the read-only snapshot is over.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        _snapshot_begin(outermost=outermost)
+        checked, drift = _books_compare()
+    run = ReconcileRun.objects.create(ok=not drift, accounts_checked=checked, drift=drift)
+    if drift:
+        log.error("LEDGER DRIFT in %d places: %s", len(drift), drift[:20])
+    return run
+
+
+def _snapshot_begin(*, outermost: bool) -> None:
+    """Make the transaction just begun read one snapshot from its first statement to its last.
+
+    PostgreSQL's default, READ COMMITTED, takes a new snapshot for every statement; REPEATABLE READ keeps the
+    first one, and READ ONLY makes sure nothing is written from that old snapshot (nor can such a transaction
+    fail to serialize). Only a transaction's first statement can set its level, so inside a caller's
+    transaction, already under way, the caller's level stands. A SQLite transaction reads one snapshot already.
+    """
+    if connection.vendor != "postgresql" or not outermost:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
+def _books_compare() -> tuple[int, list[dict]]:
+    """(accounts checked, drift found): each account's cached amounts against the rows they summarise."""
     ledger = dict(
         LedgerEntry.objects.values("account_id").annotate(s=Sum("amount")).values_list("account_id", "s")
     )
@@ -109,7 +141,4 @@ def ledger_reconcile() -> ReconcileRun:
                 drift.append(
                     {"account": account.id, "what": what, "cached": str(cached), "truth": str(truth)}
                 )
-    run = ReconcileRun.objects.create(ok=not drift, accounts_checked=checked, drift=drift)
-    if drift:
-        log.error("LEDGER DRIFT in %d places: %s", len(drift), drift[:20])
-    return run
+    return checked, drift

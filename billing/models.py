@@ -83,6 +83,16 @@ class Hold(models.Model):
         return f"hold {self.amount} on {self.account_id}"
 
 
+class UsageNote(models.TextChoices):
+    """Why a usage record's tokens or cost are not the plain reading of the upstream's usage (proxy/accounting.py)."""
+
+    NONE = "", "-"
+    COUNT_FAILED = "count_failed", "Tokens estimated from the text's size (the local count failed)"
+    PRICE_FAILED = "price_failed", "Not charged (the price could not be computed)"
+    RECORD_FAILED = "record_failed", "Recorded without tokens or charge (the request could not be accounted)"
+    COST_CAPPED = "cost_capped", "Charge capped at the reservation (the worst case was underestimated)"
+
+
 class UsageRecord(models.Model):
     """Exactly one per admitted /v1 request. The request id is the primary key, so it can't be written twice."""
 
@@ -107,6 +117,7 @@ class UsageRecord(models.Model):
     finish_reason = models.CharField(max_length=32, blank=True)
     client_disconnected = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
+    note = models.CharField(max_length=16, blank=True, default="", db_default="", choices=UsageNote.choices)
 
     class Meta:
         indexes = [

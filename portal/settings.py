@@ -156,6 +156,9 @@ STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 # Settlement is batched: finished requests are written together at most this often (see billing/settlement.py).
 SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.2)
+# Finished requests a process may hold unwritten (the database is down, say) before it admits no more: past
+# this, new requests get 503 instead of being served with no way to record them (about 40 s at full speed).
+SETTLE_MAX_PENDING = env.int("SETTLE_MAX_PENDING", default=50_000)
 HOLD_TIMEOUT_SECONDS = env.int("HOLD_TIMEOUT_SECONDS", default=120)
 
 # The Django cache holds the sign-in throttle's counters, so it must be shared by every process: Redis when there

@@ -43,8 +43,21 @@ def permission_denied(message: str, *, code: str = "model_not_allowed") -> ApiEr
 
 def model_not_found(model: str) -> ApiError:
     return ApiError(
-        404, "invalid_request_error", "model_not_found", f"The model '{model}' does not exist.", "model"
+        404, "invalid_request_error", "model_not_found", f"The model '{clip(model)}' does not exist.", "model"
     )
+
+
+def context_length_exceeded(limit: int, tokens: int) -> ApiError:
+    message = (
+        f"This model's maximum context length is {limit} tokens. However, your messages resulted in {tokens} "
+        "tokens. Please reduce the length of the messages."
+    )
+    return ApiError(400, "invalid_request_error", "context_length_exceeded", message, "messages")
+
+
+def clip(text: str, limit: int = 64) -> str:
+    """A client's text quoted in an error, clipped: an answer never grows with what the client sent."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def unknown_url(method: str, path: str) -> ApiError:

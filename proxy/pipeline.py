@@ -9,11 +9,14 @@ import time
 
 import orjson
 from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
-from proxy import errors, streaming
+from proxy import errors, streaming, tokens
 from proxy.auth import KeyInfo
 from proxy.db import run_db
 from proxy.http import Incoming, dumps, send_json
+from proxy.limits import LimiterUnavailable
 from proxy.routing import ModelInfo, RouteInfo
 from proxy.schemas import ChatRequest, parse_chat_request
 from proxy.state import Gateway, gateway
@@ -21,6 +24,8 @@ from proxy.streaming import Lines, Tally
 from proxy.upstream import UPSTREAM_FAULTS, UpstreamFailure, first_answer, open_route, upstream_body
 
 log = logging.getLogger("proxy")
+
+OUTAGES = (DatabaseError, RedisError, LimiterUnavailable, OSError)
 
 
 async def list_models(req: Incoming) -> None:
@@ -57,7 +62,9 @@ async def chat_completion(req: Incoming) -> None:
     gw = gateway()
     body = parse_chat_request(req.body)  # 400 with `param` on any violation
     key_hash, key = await gw.key_for(req.header(b"authorization"))  # 401 / 403; revocation is immediate
-    await gw.resolve(body.model, key.allowed_models)  # 404 / 403 before anything counts
+    model = await gw.resolve(body.model, key.allowed_models)  # 404 / 403 before anything counts
+    _check_context(model, body, len(req.body))  # 400 context_length_exceeded
+    gw.check_recording()  # 503 while usage can't be recorded
     key, quota = await _admit(gw, req, key_hash, key)  # 429 + Retry-After
     model, hold = await _reserve(gw, req, key, quota, body)  # 402; never overdraws
     tally, status = Tally(), 500
@@ -88,12 +95,28 @@ async def _reserve(gw: Gateway, req: Incoming, key: KeyInfo, quota, body: ChatRe
     except errors.ApiError:
         await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
         raise
-    except Exception:  # the database or the limiter could not be reached
+    except OUTAGES:  # only a real outage is worth a retry
         log.exception("reserving credit failed (request %s)", req.request_id)
         await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
         raise errors.service_unavailable(
             "Credits could not be checked; nothing was charged. Please retry."
         ) from None
+    except Exception:
+        log.exception("reserving credit failed (request %s)", req.request_id)
+        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
+        raise errors.internal_error() from None
+
+
+def _check_context(model: ModelInfo, body: ChatRequest, size: int) -> None:
+    """Refuse a prompt longer than the model's context (400, as OpenAI does), counted locally.
+
+    Only a body that could be too long is counted: a prompt has at most two tokens per byte of its body (text
+    has at most one per byte, and a non-text part, estimated at 85 tokens, takes at least 46 bytes of JSON)."""
+    limit = model.context_length
+    if limit and size * 2 > limit:
+        body.prompt_tokens = tokens.count_messages(body.messages)
+        if body.prompt_tokens > limit:
+            raise errors.context_length_exceeded(limit, body.prompt_tokens)
 
 
 def _limit_message(verdict: int, key: KeyInfo) -> str:

@@ -67,7 +67,9 @@ class Catalog:
         if model is None:
             raise errors.model_not_found(name)
         if allowed is not None and name not in allowed:
-            raise errors.permission_denied(f"This API key is not allowed to use the model '{name}'.")
+            raise errors.permission_denied(
+                f"This API key is not allowed to use the model '{errors.clip(name)}'."
+            )
         return model
 
     def listing(self, allowed: frozenset[str] | None) -> list[dict]:

@@ -174,7 +174,11 @@ class Gateway:
         it). Free models need no credits."""
         if model.is_free:
             return None
-        need = worst_case(messages=request.messages, max_tokens=request.max_tokens, n=request.n, model=model)
+        if request.prompt_tokens is None:
+            request.prompt_tokens = tokens.count_messages(request.messages)
+        need = worst_case(
+            prompt_tokens=request.prompt_tokens, max_tokens=request.max_tokens, n=request.n, model=model
+        )
         spend = await self._spend_reserve(key, need) if key.spend_limit is not None else None
         try:
             hold = await self.credits.reserve(account_id=key.account_id, amount=need)
@@ -215,15 +219,26 @@ class Gateway:
             task.add_done_callback(_log_failure)
 
     def settle(self, *, req, key: KeyInfo, model: ModelInfo, body, tally, hold, status: int) -> None:
-        """Record the request exactly once and release its hold; the write itself is batched."""
+        """Record the request exactly once and release its hold; the write itself is batched. Never fails to
+        do either: the record is made whatever went wrong (proxy/accounting.py)."""
         record = accounting.finished(
             request_id=req.request_id, started=req.started, key=key, model=model, route=tally.route, body=body,
-            tally=tally, status=status, hold=hold,
+            tally=tally, status=status, hold=hold, raw_size=len(req.body),
         )  # fmt: skip
-        if hold is not None:
-            self.credits.settle(hold, record.cost)
-            self._spend_adjust(hold.key_spend, record.cost)
-        self.settler.add(record)
+        try:
+            if hold is not None:
+                self.credits.settle(hold, record.cost)
+                self._spend_adjust(hold.key_spend, record.cost)
+        finally:
+            self.settler.add(record)
+
+    def check_recording(self) -> None:
+        """Refuse new requests (503) while too many finished ones wait to be written: an admitted request must
+        always be recordable, so the queue is bounded here, before admission, and never drops a record."""
+        if self.settler.pending >= settings.SETTLE_MAX_PENDING:
+            raise errors.service_unavailable(
+                "Usage can't be recorded right now; nothing was charged. Please retry shortly.", retry_after=2
+            )
 
 
 NANO = Decimal(1_000_000_000)

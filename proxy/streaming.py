@@ -41,7 +41,13 @@ class Tally:
     def take_usage(self, usage: object) -> None:
         if isinstance(usage, dict):
             prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            if isinstance(prompt, int) and isinstance(completion, int):
+            # Counts that can't be real (negative, or past what a record holds) are no usage at all.
+            if (
+                type(prompt) is int
+                and type(completion) is int
+                and 0 <= prompt < 2**31
+                and 0 <= completion < 2**31
+            ):
                 self.prompt_tokens, self.completion_tokens = prompt, completion
 
     def take_choices(self, choices: list) -> None:

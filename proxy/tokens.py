@@ -12,6 +12,12 @@ import bpe_openai
 PER_MESSAGE = 3
 REPLY_PRIMING = 3
 IMAGE_TOKENS = 85  # OpenAI's charge for a low-detail image; the estimate for any non-text part
+# The tokenizer refuses a text of 1,000,000 characters or one of over 200,000 tokens. No character encodes to
+# more than 4 tokens (one per UTF-8 byte at worst), so a piece of 40,000 characters is always accepted, and a
+# longer text is counted piece by piece. Pieces are cut before a space where one is near, so that a word is
+# not split in two: each cut can add at most a token to the count of the whole text.
+PIECE_CHARS = 40_000
+_CUT_WINDOW = 1_000
 
 
 @cache
@@ -20,7 +26,23 @@ def _encoding():
 
 
 def count_text(text: str) -> int:
-    return len(_encoding().encode_ordinary(text)) if text else 0
+    """Tokens in ``text``, however long it is."""
+    if len(text) <= PIECE_CHARS:
+        return len(_encoding().encode_ordinary(text)) if text else 0
+    return sum(len(_encoding().encode_ordinary(piece)) for piece in pieces(text))
+
+
+def pieces(text: str, size: int = PIECE_CHARS):
+    """``text`` in consecutive pieces of at most ``size`` characters, cut before a space where one is near."""
+    start = 0
+    while start < len(text):
+        end = start + size
+        if end < len(text):
+            cut = text.rfind(" ", end - _CUT_WINDOW, end)
+            if cut > start:
+                end = cut
+        yield text[start:end]
+        start = end
 
 
 def _content_tokens(content: object) -> int:

@@ -39,8 +39,16 @@ class UpstreamFailure(Exception):
 
 
 def upstream_body(body: dict, route: RouteInfo, stream: bool) -> bytes:
-    """The client's body for this route: the upstream's model name, and usage asked for on streams."""
+    """The client's body for this route: the upstream's model name, and usage asked for on streams.
+
+    One output limit per request: when ``max_tokens`` and ``max_completion_tokens`` disagree, the second wins
+    (it is OpenAI's current name, and what the reservation was sized from), and it goes upstream under both
+    names. Whichever of the two an upstream honours, it can't produce more than was reserved.
+    """
     out = {**body, "model": route.upstream_model}
+    limit = body.get("max_completion_tokens")
+    if limit is not None and body.get("max_tokens") not in (None, limit):
+        out["max_tokens"] = limit
     if stream and route.provider.stream_usage:
         out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     return orjson.dumps(out)

@@ -57,6 +57,7 @@ class ChatRequest:
     max_tokens: int | None  # max_completion_tokens if given, else max_tokens, else None
     n: int  # default 1
     body: dict  # the whole parsed body, untouched, for pass-through
+    prompt_tokens: int | None = None  # the local count of the prompt, once one was needed before the relay
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
