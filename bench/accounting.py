@@ -16,7 +16,7 @@ import json
 from decimal import Decimal
 from django.db.models import Count, Sum
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
-from portal.models import User
+from portal.accounts.models import User
 
 user = User.objects.get(email__iexact=EMAIL)
 account = Account.objects.get(user=user)

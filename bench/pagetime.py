@@ -17,9 +17,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from portal.models import ApiKey, User
-from portal.services import key_create
-from proxy.models import Model
+from portal.accounts.models import ApiKey, User
+from portal.accounts.services import key_create
+from proxy.catalog.models import Model
 
 user = User.objects.get(email=EMAIL)
 client = Client(HTTP_HOST="127.0.0.1")

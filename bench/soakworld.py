@@ -1,7 +1,7 @@
 """The soak run's world: 20 models (10 free, 10 paid) on the fake upstream, and 1,000 keys with credits.
 
 The catalog goes through ``manage.py import_catalog`` like an operator's; the users and keys are minted in one
-``manage.py shell`` with the project's own services (``user_create``, ``key_create``, ``credits_grant``), so
+``manage.py shell`` with the project's own services (``customer_create``, ``key_create``, ``credits_grant``), so
 the keys hash under the secret the gateways check them with. Minting 1,000 keys through ``mint_key`` would
 start 1,000 Python processes; one shell does it in seconds.
 """
@@ -23,12 +23,13 @@ MINT = """
 import json
 from decimal import Decimal
 from billing.services import account_for, credits_grant
-from portal.models import User
-from portal.services import key_create, user_create
+from portal.accounts.models import User
+from portal.accounts.services import key_create
+from billing.services import customer_create
 
 out = []
 for u in range(USERS):
-    user = user_create(email=f"{PREFIX}-{u:04d}@example.com")
+    user = customer_create(email=f"{PREFIX}-{u:04d}@example.com")
     User.objects.filter(pk=user.pk).update(rpm_limit=10**8, rpd_limit=10**9)  # the bench, not the limiter
     credits_grant(account=account_for(user=user), amount=Decimal(CREDITS), reason="soak credits", actor=None)
     for k in range(PER_USER):

@@ -75,7 +75,7 @@ def worst_case(*, prompt_tokens: int, max_tokens: int | None, n: int, model) -> 
     max_output = max_tokens or model.max_output_tokens or DEFAULT_MAX_OUTPUT
     # Upstreams count the prompt with their own tokenizers, which can find more tokens than ours: a quarter
     # more keeps the hold above the real cost. Should it still fall short, the charge stops at the hold
-    # (proxy/accounting.py), so the difference is the operator's, never an overdraft.
+    # (proxy/gateway/accounting.py), so the difference is the operator's, never an overdraft.
     prompt = math.ceil(prompt_tokens * PROMPT_MARGIN)
     return pricing.worst_case(
         prompt_estimate=prompt, max_output=max_output * max(n, 1),

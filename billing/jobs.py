@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from billing.models import Account, DailyUsage, Hold, LedgerEntry, ReconcileRun, UsageRecord
 from billing.services import hold_release
-from portal.models import ApiKey
-from proxy import notify
+from portal.accounts import notify
+from portal.accounts.models import ApiKey
 
 log = logging.getLogger("billing.jobs")
 ZERO = Decimal(0)

@@ -84,7 +84,8 @@ class Hold(models.Model):
 
 
 class UsageNote(models.TextChoices):
-    """Why a usage record's tokens or cost are not the plain reading of the upstream's usage (proxy/accounting.py)."""
+    """Why a usage record's tokens or cost are not the plain reading of the upstream's usage (see the gateway's
+    settlement)."""
 
     NONE = "", "-"
     COUNT_FAILED = "count_failed", "Tokens estimated from the text's size (the local count failed)"

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from billing.models import LedgerEntry, Purchase
 from billing.services import account_for, ledger_post
-from portal.models import User
-from proxy import notify
+from portal.accounts import notify
+from portal.accounts.models import User
 
 log = logging.getLogger("billing.payments")
 

@@ -11,11 +11,22 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import DecimalField, ExpressionWrapper, F, QuerySet, RowRange, Subquery, Sum, Window
+from django.db.models import (
+    Count,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    RowRange,
+    Subquery,
+    Sum,
+    Window,
+)
 from django.db.models.functions import Coalesce
 
 from billing.models import MONEY, Account, DailyUsage, LedgerEntry, UsageRecord
-from portal.models import User
+from portal.accounts.models import User
 
 ZERO = Decimal(0)
 MONEY_FIELD = DecimalField(**MONEY)
@@ -274,3 +285,33 @@ def ledger_list(*, user: User) -> QuerySet[LedgerEntry]:
         )
         .order_by("-id")
     )
+
+
+# A request the provider failed: a 5xx for the client, or a stream that broke after it began (the client got a
+# 200 and an error event; the record keeps the error code). The client's own 4xx mistakes don't count.
+PROVIDER_FAILED = Q(status__gte=500) | Q(status__lt=400, error_code__gt="")
+
+
+@dataclass(frozen=True)
+class ErrorRate:
+    requests: int
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def provider_error_rates(*, since: datetime) -> dict[int, ErrorRate]:
+    """Per provider id: requests and provider failures (``PROVIDER_FAILED``) in the usage records since ``since``.
+
+    Circuit breakers live in each gateway process's memory, so the database can't show them; this is the
+    closest shared signal. Only a request's final route is recorded, so failovers that then succeeded
+    elsewhere do not count against the provider that failed first.
+    """
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=since, provider__isnull=False)
+        .values("provider_id")
+        .annotate(n=Count("pk"), failed=Count("pk", filter=PROVIDER_FAILED))
+    )
+    return {row["provider_id"]: ErrorRate(row["n"], row["failed"]) for row in rows}

@@ -10,7 +10,8 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from billing.models import Account, Hold, LedgerEntry, RedemptionCode
-from portal.models import AuditEntry, User
+from portal.accounts.models import AuditEntry, User
+from portal.accounts.services import audit_record, user_create
 
 # No 0/O, 1/I/L: a code read aloud or copied from paper can't be mistyped into another valid code.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -177,3 +178,22 @@ def accounts_lock(*, ids) -> None:
         .order_by("pk")
         .values("pk")
     )
+
+
+def codes_batch_create(*, amount: Decimal, count: int, batch: str, actor: User | None) -> list:
+    """Generate a batch of redemption codes and record who made how much credit, in one transaction."""
+    with transaction.atomic():
+        codes = codes_generate(amount=amount, count=count, batch=batch, actor=actor)
+        audit_record(
+            actor=actor, action="codes.generate", target=("billing.redemptioncode", batch), before={},
+            after={"count": len(codes), "amount": str(amount), "total": str(amount * len(codes))},
+        )  # fmt: skip
+    return codes
+
+
+def customer_create(*, email: str, password: str | None = None, is_staff: bool = False) -> User:
+    """A new user with their credit account, in one transaction: signing up, and the account commands."""
+    with transaction.atomic():
+        user = user_create(email=email, password=password, is_staff=is_staff)
+        account_for(user=user)
+    return user

@@ -84,7 +84,7 @@ def write_batch(batch: list[Finished], releases: list[int], *, retry: bool, touc
     """
     from billing.models import Hold, LedgerEntry, UsageRecord
     from billing.services import accounts_lock
-    from portal.models import ApiKey
+    from portal.accounts.models import ApiKey
 
     with transaction.atomic():
         release_accounts = Hold.objects.filter(pk__in=releases).values_list("account_id", flat=True)
@@ -142,7 +142,7 @@ def _apply_costs(charged: list[Finished], releases: list[int]) -> None:
     was already set aside). Call with the accounts locked: no slice can change or vanish meanwhile."""
     from billing.models import Account, Hold
     from billing.services import held_minus
-    from portal.models import ApiKey
+    from portal.accounts.models import ApiKey
 
     spent: dict[int, Decimal] = defaultdict(Decimal)  # by account
     per_key: dict[int, Decimal] = defaultdict(Decimal)

@@ -1,4 +1,4 @@
-"""The one ASGI application: ``/v1`` goes to the lean gateway (proxy.app), everything else to Django.
+"""The one ASGI application: ``/v1`` goes to the lean gateway (proxy.gateway.app), everything else to Django.
 
 Both doors share settings, models and services; one uvicorn command serves both.
 """
@@ -21,8 +21,8 @@ else:
     # Production: the collected files (manage.py collectstatic), with long cache headers, from this process.
     django_app = ServeStaticASGI(django_app, root=settings.STATIC_ROOT, prefix=settings.STATIC_URL)
 
-from proxy.app import app as gateway_app  # noqa: E402  (needs Django set up first)
-from proxy.app import lifespan  # noqa: E402
+from proxy.gateway.app import app as gateway_app  # noqa: E402  (needs Django set up first)
+from proxy.gateway.app import lifespan  # noqa: E402
 
 
 async def application(scope, receive, send) -> None:

@@ -119,7 +119,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "landing"
-# Sign-in throttling (portal/throttle.py): failures counted per account and per client address in the cache.
+# Sign-in throttling (portal/site/throttle.py): failures counted per account and per client address in the cache.
 LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
 LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=20)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
@@ -146,7 +146,7 @@ TIER_RPD = env.int("TIER_RPD", default=1000)
 TIER_THRESHOLD_USD = env.str("TIER_THRESHOLD_USD", default="10")
 MAX_BODY_BYTES = env.int("MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # How long a key lookup stays in a process's memory. Every change made through the services (revocation,
-# limits, owner) is seen on the next request anyway (change counters, see proxy/limits.py), so this only bounds
+# limits, owner) is seen on the next request anyway (change counters, see portal/accounts/limits.py), so this only bounds
 # edits that bypass them; long enough that a key used every few minutes stays cached (the soak bench showed a
 # 60 s cache sending most requests of a 1,000-key workload to the database).
 KEY_CACHE_SECONDS = env.float("KEY_CACHE_SECONDS", default=600.0)
@@ -211,20 +211,20 @@ if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Inference Space <noreply@localhost>")
 
-# --- The management API (DRF under /api/v1/, see portal/api/) -----------------------------------------------------
+# --- The management API (DRF under /api/v1/, see portal/site/api/) -----------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "portal.api.auth.BearerKeyAuthentication",  # first, so a missing or bad key answers 401, not 403
+        "portal.site.api.auth.BearerKeyAuthentication",  # first, so a missing or bad key answers 401, not 403
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["portal.api.auth.ManagementAccess"],
-    "DEFAULT_THROTTLE_CLASSES": ["portal.api.auth.ManagementThrottle"],
+    "DEFAULT_PERMISSION_CLASSES": ["portal.site.api.auth.ManagementAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["portal.site.api.auth.ManagementThrottle"],
     # Per account, across every process (the Django cache); a guard against runaway scripts, not a quota.
     "DEFAULT_THROTTLE_RATES": {"management": env.str("MANAGEMENT_API_RATE", default="600/min")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "portal.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "portal.site.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Inference Space management API",
@@ -234,7 +234,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"SpendResetEnum": "portal.models.ApiKey.SpendReset"},
+    "ENUM_NAME_OVERRIDES": {"SpendResetEnum": "portal.accounts.models.ApiKey.SpendReset"},
 }
 
 # --- Production hardening --------------------------------------------------------------------------------------

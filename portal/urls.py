@@ -3,7 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/", include("portal.api_urls")),  # the management API (DRF)
+    path("api/", include("portal.site.api.urls")),  # the management API (DRF)
     path("stripe/", include("billing.urls")),  # the payment provider's webhook
-    path("", include("portal.web_urls")),  # the dashboard and public pages
+    path("", include("portal.site.web_urls")),  # the dashboard and public pages
 ]

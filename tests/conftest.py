@@ -139,7 +139,7 @@ def catalog(live_database, upstream, tmp_path_factory) -> dict[str, str]:
 
     Returns public model id by behaviour name.
     """
-    from proxy.catalog import catalog_import
+    from proxy.catalog.importer import catalog_import
 
     provider = unique("up")
     behaviours = [
@@ -181,10 +181,10 @@ def second_gateway(live_database, catalog, artifacts):
 
 @pytest.fixture
 def make_user(live_db):
-    from portal.services import user_create
+    from billing.services import customer_create
 
     def make(email: str | None = None, **kwargs):
-        return user_create(email=email or f"{unique('user')}@example.com", **kwargs)
+        return customer_create(email=email or f"{unique('user')}@example.com", **kwargs)
 
     return make
 
@@ -192,7 +192,7 @@ def make_user(live_db):
 @pytest.fixture
 def make_key(make_user):
     """An API key for a new user (or ``owner``). Returns (ApiKey row, raw key)."""
-    from portal.services import key_create
+    from portal.accounts.services import key_create
 
     def make(owner=None, **kwargs):
         return key_create(owner=owner or make_user(), name=kwargs.pop("name", "test"), **kwargs)

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 from billing.models import LedgerEntry
 from billing.services import account_for, credits_grant
-from portal.models import ApiKey, AuditEntry, User
-from proxy.notify import versions_sync
+from portal.accounts.models import ApiKey, AuditEntry, User
+from portal.accounts.notify import versions_sync
 from tests.admin.conftest import messages_of, run_action
 
 USERS = "/admin/portal/user/"

@@ -5,10 +5,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from billing.models import UsageRecord
-from portal.models import AuditEntry
-from proxy.models import Model, Provider, Route
-from proxy.notify import catalog_version_sync
-from proxy.routing import provider_secret
+from portal.accounts.models import AuditEntry
+from portal.accounts.notify import catalog_version_sync
+from proxy.catalog.models import Model, Provider, Route
+from proxy.catalog.snapshot import provider_secret
 from tests.admin.conftest import messages_of, run_action
 from tests.admin.test_journey import model_form, provider_form
 from tests.conftest import unique

@@ -6,9 +6,9 @@ from decimal import Decimal
 import requests
 
 from billing.models import Account, LedgerEntry
-from portal.models import ApiKey, AuditEntry
-from proxy.models import Model, Provider
-from proxy.routing import provider_secret
+from portal.accounts.models import ApiKey, AuditEntry
+from proxy.catalog.models import Model, Provider
+from proxy.catalog.snapshot import provider_secret
 from tests.admin.conftest import run_action
 from tests.conftest import unique
 

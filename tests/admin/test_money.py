@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from billing.models import DailyUsage, Purchase, ReconcileRun, RedemptionCode, UsageRecord
 from billing.services import account_for, code_redeem
-from portal.models import AuditEntry
-from proxy.models import Model
+from portal.accounts.models import AuditEntry
+from proxy.catalog.models import Model
 from tests.admin.conftest import run_action
 from tests.conftest import unique
 

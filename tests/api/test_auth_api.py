@@ -7,7 +7,7 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from portal.services import key_revoke, key_update, user_set_active
+from portal.accounts.services import key_revoke, key_update, user_set_active
 from tests.api.conftest import error_of, key_client, session_client
 
 ENDPOINTS = ["/api/v1/keys", "/api/v1/credits", "/api/v1/usage", "/api/v1/key"]

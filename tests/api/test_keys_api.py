@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 
-from portal import keys
-from portal.models import ApiKey, AuditEntry
-from proxy.notify import versions_sync
+from portal.accounts import keys
+from portal.accounts.models import ApiKey, AuditEntry
+from portal.accounts.notify import versions_sync
 from tests.api.conftest import error_of, key_client, session_client
 from tests.conftest import unique
 

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from billing.models import UsageRecord
-from proxy.models import Model
+from proxy.catalog.models import Model
 from tests.api.conftest import error_of, http_key, http_session
 
 

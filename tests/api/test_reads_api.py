@@ -12,11 +12,11 @@ from django.utils import timezone
 
 from billing.models import DailyUsage, LedgerEntry, UsageRecord
 from billing.services import account_for, credits_deduct, credits_grant, ledger_post
-from portal.api.quota import key_window_usage
-from portal.services import key_update
-from proxy import limits
-from proxy.models import Model
-from proxy.notify import versions_sync
+from portal.accounts import limits
+from portal.accounts.limits import window_usage
+from portal.accounts.notify import versions_sync
+from portal.accounts.services import key_update
+from proxy.catalog.models import Model
 from tests.api.conftest import error_of, key_client
 
 # --- credits ---------------------------------------------------------------------------------------------------
@@ -234,11 +234,11 @@ def test_the_reader_works_without_redis_from_the_in_process_limiter(owner, make_
                 key_id=key.pk, user_id=owner.pk, versions=versions, rpm=5, rpd=5, count=True, token="x"
             )
         )
-        assert key_window_usage(key_id=key.pk, user_id=owner.pk) == (1, 1)
+        assert window_usage(key_id=key.pk, user_id=owner.pk) == (1, 1)
 
 
 def test_an_unreachable_limiter_leaves_remaining_unknown(owner, make_key):
-    from portal.api import quota
+    from portal.site.api import quota
 
     _, raw = make_key(owner=owner)
     quota._redis.cache_clear()

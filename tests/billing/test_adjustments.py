@@ -10,7 +10,7 @@ from django.utils import timezone
 from billing.credits import lease_take
 from billing.models import Account, LedgerEntry
 from billing.services import account_for, credits_deduct, credits_grant, hold_release
-from portal.models import AuditEntry
+from portal.accounts.models import AuditEntry
 
 
 def audits(account: Account, action: str) -> list[AuditEntry]:

@@ -16,8 +16,8 @@ from billing.credits import Credits, lease_take
 from billing.models import Account, Hold, LedgerEntry
 from billing.services import account_for, credits_grant
 from billing.settlement import Finished, holds_renew, write_batch
-from proxy.db import run_db
-from proxy.models import Model
+from proxy.catalog.models import Model
+from proxy.gateway.db import run_db
 
 
 def funded_account(make_user, usd: str = "10") -> int:

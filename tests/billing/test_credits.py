@@ -14,7 +14,7 @@ from billing import jobs
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 from billing.pricing import cost
 from billing.services import account_for, credits_grant
-from proxy.catalog import catalog_import
+from proxy.catalog.importer import catalog_import
 from tests.conftest import unique, write_catalog
 
 

@@ -15,9 +15,9 @@ from django.utils import timezone
 from billing import jobs, tasks
 from billing.models import Account, DailyUsage, Hold, ReconcileRun, UsageRecord
 from billing.services import account_for, credits_grant
+from portal.accounts.models import ApiKey
 from portal.celery import app as celery_app
-from portal.models import ApiKey
-from proxy.models import Model
+from proxy.catalog.models import Model
 from tests.conftest import database_url
 from tests.live import ROOT
 

@@ -10,7 +10,7 @@ import openai
 import pytest
 from django.conf import settings
 
-from proxy.limits import OK, RPD_EXCEEDED, RedisLimiter
+from portal.accounts.limits import OK, RPD_EXCEEDED, RedisLimiter
 
 
 async def burst(urls: list[str], raw: str, model: str, n: int) -> list[tuple[int, dict]]:

@@ -22,8 +22,8 @@ from billing.credits import lease_take
 from billing.models import Account
 from billing.services import account_for, credits_grant
 from billing.settlement import Finished, write_batch
-from portal.services import key_create
-from proxy.models import Model
+from portal.accounts.services import key_create
+from proxy.catalog.models import Model
 from tests.reliability.books import drift_of
 
 ACCOUNTS = 6

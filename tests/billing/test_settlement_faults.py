@@ -16,14 +16,14 @@ from billing.credits import Credits
 from billing.models import Account, LedgerEntry, UsageRecord
 from billing.services import account_for, credits_grant
 from billing.settlement import Finished, Settler
-from portal import keys
-from proxy import accounting, tokens
-from proxy.auth import load_key
-from proxy.db import run_db
-from proxy.notify import versions_sync
-from proxy.routing import load_catalog
-from proxy.schemas import ChatRequest
-from proxy.streaming import Tally
+from portal.accounts import keys
+from portal.accounts.notify import versions_sync
+from proxy.catalog.snapshot import load_catalog
+from proxy.gateway import accounting, tokens
+from proxy.gateway.auth import load_key
+from proxy.gateway.db import run_db
+from proxy.gateway.schemas import ChatRequest
+from proxy.gateway.streaming import Tally
 
 PRICE = Decimal(2)  # USD per million tokens, in and out
 

@@ -10,8 +10,8 @@ import pytest
 from billing.models import UsageRecord
 from billing.pricing import cost
 from billing.services import account_for, credits_grant
-from portal.models import ApiKey
-from proxy.catalog import catalog_import
+from portal.accounts.models import ApiKey
+from proxy.catalog.importer import catalog_import
 from tests.conftest import unique, write_catalog
 
 OUTPUT_PRICE = Decimal(300)  # USD per million output tokens; input is free
@@ -93,7 +93,7 @@ async def test_a_key_change_while_requests_run_does_not_forget_their_spend(
     import aiohttp
     from django.db import transaction
 
-    from proxy import notify
+    from portal.accounts import notify
 
     provider, slow = unique("spend-slow"), unique("spend-slow")
     models = [{"id": slow, "owned_by": "test", "input_usd_per_mtok": "0", "output_usd_per_mtok": str(OUTPUT_PRICE),

@@ -39,7 +39,7 @@ SAMPLE_MODELS = [  # realistic names and prices, served by the fake upstream, so
 
 @pytest.fixture(scope="module")
 def sample_catalog(live_database, upstream, tmp_path_factory):
-    from proxy.catalog import catalog_import
+    from proxy.catalog.importer import catalog_import
 
     provider = unique("sample")
     models = [{**m, "routes": [{"provider": provider, "upstream_model": "echo"}]} for m in SAMPLE_MODELS]
@@ -99,7 +99,7 @@ def seed_history(user, keys: list, model_names: list[str]) -> None:
     from billing.models import Account, LedgerEntry
     from billing.services import credits_grant
     from billing.settlement import Finished, write_batch
-    from proxy.models import Model
+    from proxy.catalog.models import Model
 
     account, now = Account.objects.get(user=user), timezone.now()
     morning = now.replace(hour=8, minute=0, second=0, microsecond=0)  # each day's traffic within that UTC day
@@ -137,7 +137,7 @@ def test_a_customer_signs_up_makes_a_call_redeems_a_code_and_revokes_the_key(
 ):
     from billing.jobs import usage_aggregate
     from billing.services import codes_generate
-    from portal.models import ApiKey, User
+    from portal.accounts.models import ApiKey, User
 
     page, url = browser_page, gateway.url
 
@@ -249,12 +249,12 @@ def test_an_established_customers_pages_with_a_month_of_history(
     """A customer with two keys, credits and a month of traffic: the pages as a paying customer sees them."""
     from billing.jobs import usage_aggregate
     from billing.models import UsageRecord
-    from billing.services import code_redeem, codes_generate
-    from portal.services import key_create, key_revoke, user_create
+    from billing.services import code_redeem, codes_generate, customer_create
+    from portal.accounts.services import key_create, key_revoke
 
     page, url = browser_page, gateway.url
     email = f"dana.{uuid.uuid4().hex[:6]}@acme-robotics.example"
-    user = user_create(email=email, password=PASSWORD)
+    user = customer_create(email=email, password=PASSWORD)
     production, raw = key_create(owner=user, name="production")
     staging, _ = key_create(owner=user, name="staging", allowed_models=["gpt-4o-mini", "llama-3.1-8b-instruct"],
                             spend_limit=Decimal(5), spend_reset="monthly")  # fmt: skip
@@ -321,11 +321,11 @@ def card_gateway(live_database, catalog, artifacts):
 def test_buying_credits_offers_presets_and_explains_an_amount_it_does_not_sell(
     card_gateway, live_db, browser_page, artifacts
 ):
-    from portal.services import user_create
+    from billing.services import customer_create
 
     page, url = browser_page, card_gateway.url
     email = f"{unique('buyer')}@example.com"
-    user_create(email=email, password=PASSWORD)
+    customer_create(email=email, password=PASSWORD)
     log_in(page, url, email)
     page.get_by_role("link", name="Billing").click()
     expect(page.get_by_role("radio", name="$25")).to_be_checked()

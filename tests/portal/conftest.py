@@ -21,16 +21,16 @@ def fast_password_hashing(settings):
 
 @pytest.fixture
 def user(db):
-    from portal.services import user_create
+    from billing.services import customer_create
 
-    return user_create(email=f"{unique('alice')}@example.com", password=PASSWORD)
+    return customer_create(email=f"{unique('alice')}@example.com", password=PASSWORD)
 
 
 @pytest.fixture
 def other_user(db):
-    from portal.services import user_create
+    from billing.services import customer_create
 
-    return user_create(email=f"{unique('mallory')}@example.com", password=PASSWORD)
+    return customer_create(email=f"{unique('mallory')}@example.com", password=PASSWORD)
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def client_of():
 @pytest.fixture
 def models(db):
     """Two served models (one free, one paid) and one disabled model, on one provider."""
-    from proxy.models import Model, Provider, Route
+    from proxy.catalog.models import Model, Provider, Route
 
     provider = Provider.objects.create(name=unique("prov"), base_url="http://127.0.0.1:9/v1")
     free = Model.objects.create(name=unique("free-model"), owned_by="acme", context_length=32768)

@@ -113,9 +113,9 @@ def test_repeated_failures_lock_the_account_from_every_address(user, settings):
     assert "Try again in 15 minutes" in body
     assert "_auth_user_id" not in response.client.session
     # Another account is not affected.
-    from portal.services import user_create
+    from billing.services import customer_create
 
-    other = user_create(email=f"{unique('bob')}@example.com", password=PASSWORD)
+    other = customer_create(email=f"{unique('bob')}@example.com", password=PASSWORD)
     assert (
         new_client(address()).post("/login", {"username": other.email, "password": PASSWORD}).status_code
         == 302

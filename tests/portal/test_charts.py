@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from portal import charts
+from portal.site import charts
 from portal.templatetags.money import usd
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -5,7 +5,7 @@ import re
 import pytest
 from django.test import Client
 
-from portal.services import key_create
+from portal.accounts.services import key_create
 from tests.portal.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@ import hmac
 
 from django.test import override_settings
 
-from portal import keys
+from portal.accounts import keys
 
 
 def test_generated_keys_have_the_prefix_and_256_bits_of_randomness():

@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from portal.models import ApiKey
-from portal.services import key_create
+from portal.accounts.models import ApiKey
+from portal.accounts.services import key_create
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ import re
 import pytest
 from django.test import Client
 
-from portal.services import key_create
+from portal.accounts.services import key_create
 
 pytestmark = pytest.mark.django_db
 

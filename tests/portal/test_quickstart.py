@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 
 from billing.models import Account, LedgerEntry
-from portal.keys import key_hash
+from portal.accounts.keys import key_hash
+from portal.accounts.models import ApiKey, User
 from portal.management.commands.quickstart import DEMO_EMAIL
-from portal.models import ApiKey, User
 
 
 @pytest.mark.django_db

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from billing.jobs import usage_aggregate
 from billing.models import Account, LedgerEntry, UsageRecord
-from portal.services import key_create
+from portal.accounts.services import key_create
 
 ROWS = 100_000
 DAYS = 90

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from billing.services import account_for, credits_grant
-from portal.services import key_create
+from portal.accounts.services import key_create
 
 pytestmark = pytest.mark.django_db
 
@@ -148,7 +148,7 @@ def test_under_asgi_the_export_is_sent_in_batches_read_from_one_cursor(user, mod
     from asgiref.sync import async_to_sync
 
     from billing.selectors import UsageFilter, usage_csv_rows
-    from portal import views
+    from portal.site import views
 
     key, _ = key_create(owner=user, name="k")
     add_usage(user, key=key, model=models["free"], n=2500, rollup=False)

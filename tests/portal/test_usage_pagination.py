@@ -17,7 +17,7 @@ from billing.selectors import (
     usage_record_pages,
     usage_records_filter,
 )
-from portal.services import key_create
+from portal.accounts.services import key_create
 
 pytestmark = pytest.mark.django_db
 

@@ -3,8 +3,8 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 
-from proxy.catalog import CatalogError, catalog_import
-from proxy.models import Model, Provider, Route
+from proxy.catalog.importer import CatalogError, catalog_import
+from proxy.catalog.models import Model, Provider, Route
 
 GOOD = """
 [[providers]]

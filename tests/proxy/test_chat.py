@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from billing.models import UsageRecord
-from proxy.catalog import catalog_import
+from proxy.catalog.importer import catalog_import
 from tests.conftest import unique, write_catalog
 from tests.spec import validator_for
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from billing.models import UsageRecord
-from proxy.models import Model, Provider, Route
+from proxy.catalog.models import Model, Provider, Route
 from tests.proxy.test_chat import (
     HIGH_LIMITS,
     UPSTREAM_SECRET,

@@ -26,10 +26,11 @@ LIMIT = settings.MAX_BODY_BYTES
 
 @pytest.fixture(scope="module")
 def raw_key(live_database, django_db_blocker) -> str:
-    from portal.services import key_create, user_create
+    from billing.services import customer_create
+    from portal.accounts.services import key_create
 
     with django_db_blocker.unblock():
-        owner = user_create(email=f"{unique('input')}@example.com")
+        owner = customer_create(email=f"{unique('input')}@example.com")
         _, raw = key_create(owner=owner, name="input", rpm_limit=1000, rpd_limit=100_000)
     return raw
 

@@ -1,6 +1,6 @@
 from decimal import Decimal
 
-from proxy.auth import effective_limits
+from portal.accounts.limits import effective_limits
 
 
 def limits(**kwargs):

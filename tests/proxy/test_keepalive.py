@@ -4,7 +4,7 @@ import openai
 import pytest
 from django.conf import settings
 
-from proxy.catalog import catalog_import
+from proxy.catalog.importer import catalog_import
 from tests.conftest import database_url, unique, write_catalog
 from tests.live import start_gateway
 

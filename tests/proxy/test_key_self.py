@@ -42,7 +42,7 @@ def test_a_key_sees_its_limits_remaining_and_usage(gateway, catalog, make_key):
 
 @pytest.mark.parametrize("kind", ["unknown", "revoked"])
 def test_an_unknown_or_revoked_key_gets_401(gateway, make_key, kind):
-    from portal.services import key_revoke
+    from portal.accounts.services import key_revoke
 
     key, raw = make_key()
     if kind == "revoked":

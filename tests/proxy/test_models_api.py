@@ -6,7 +6,7 @@ import openai
 import pytest
 from django.utils import timezone
 
-from portal.services import key_revoke
+from portal.accounts.services import key_revoke
 from tests.spec import validator_for
 
 

@@ -1,4 +1,4 @@
-"""The hot path's pipelined Redis connection (proxy/redispipe.py) against a real Redis, and against a server
+"""The hot path's pipelined Redis connection (portal/accounts/redispipe.py) against a real Redis, and against a server
 that accepts the connection and then never answers: the caller gets RedisUnavailable, not a hang."""
 
 import asyncio
@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from django.conf import settings
 
-from proxy.redispipe import RedisPipe, RedisUnavailable
+from portal.accounts.redispipe import RedisPipe, RedisUnavailable
 
 
 async def test_replies_are_paired_with_their_commands_under_concurrency():

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.errors import ApiError
-from proxy.schemas import MAX_TOKENS_LIMIT, ChatRequest, parse_chat_request, validate_chat_request
+from proxy.gateway.errors import ApiError
+from proxy.gateway.schemas import MAX_TOKENS_LIMIT, ChatRequest, parse_chat_request, validate_chat_request
 from tests.proxy.bad_bodies import BAD_BODIES, GOOD_BODIES
 from tests.spec import validator_for
 

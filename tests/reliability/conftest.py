@@ -54,7 +54,7 @@ def paid_model_spec(upstream, routes: list[str], *, prefixes: list[str] | None =
 
 def import_paid_model(path: Path, upstream, routes: list[str], **provider) -> str:
     """A paid model on the shared test database; returns its public id."""
-    from proxy.catalog import catalog_import
+    from proxy.catalog.importer import catalog_import
 
     providers, models = paid_model_spec(upstream, routes, **provider)
     catalog_import(path=write_catalog(path, providers, models))

@@ -11,7 +11,7 @@ import sys
 
 
 def catalog(*, path: str) -> dict:
-    from proxy.catalog import catalog_import
+    from proxy.catalog.importer import catalog_import
 
     summary = catalog_import(path=path)
     return {"models": summary.models}
@@ -20,10 +20,10 @@ def catalog(*, path: str) -> dict:
 def funded_key(*, usd: str, email: str) -> dict:
     from decimal import Decimal
 
-    from billing.services import account_for, credits_grant
-    from portal.services import key_create, user_create
+    from billing.services import account_for, credits_grant, customer_create
+    from portal.accounts.services import key_create
 
-    user = user_create(email=email)
+    user = customer_create(email=email)
     account = account_for(user=user)
     credits_grant(account=account, amount=Decimal(usd), reason="reliability test funds", actor=None)
     key, raw = key_create(owner=user, name="reliability", rpm_limit=100_000, rpd_limit=100_000)

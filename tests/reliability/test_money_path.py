@@ -21,7 +21,7 @@ from django.db.models import F
 
 from billing import jobs
 from billing.models import Account, UsageRecord
-from proxy import tokens
+from proxy.gateway import tokens
 from tests.conftest import database_url, unique, write_catalog
 from tests.live import start_gateway
 from tests.reliability.books import assert_books_balance, django_query, drift_of, read_books
@@ -48,7 +48,7 @@ def gateways(live_database, catalog, log_dir):
 def import_models(tmp_path, upstream, **models: dict) -> dict[str, str]:
     """Models on one provider of ``upstream``, by name: {name: {"upstream": behaviour, other fields}}.
     They cost OUTPUT_PRICE per million output tokens and nothing for input unless a spec says otherwise."""
-    from proxy.catalog import catalog_import
+    from proxy.catalog.importer import catalog_import
 
     provider = unique("mp")
     providers = [{"name": provider, "base_url": upstream.url_for(provider), "api_key_env": "TEST_UPSTREAM_KEY",

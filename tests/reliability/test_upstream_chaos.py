@@ -17,9 +17,9 @@ from django.conf import settings
 
 from billing import jobs
 from billing.pricing import cost as price_of
-from billing.services import account_for, credits_grant
-from portal.services import key_create, user_create
-from proxy.catalog import catalog_import
+from billing.services import account_for, credits_grant, customer_create
+from portal.accounts.services import key_create
+from proxy.catalog.importer import catalog_import
 from tests.conftest import database_url, unique, write_catalog
 from tests.live import start_gateway
 from tests.reliability.books import assert_books_balance, django_query, drift_of, read_books
@@ -64,7 +64,7 @@ async def chaos_run(live_database, django_db_blocker, chaos_upstream, tmp_path_f
         }  # fmt: skip
         path = tmp_path_factory.mktemp("chaos") / "chaos.toml"
         catalog_import(path=write_catalog(path, providers, [model]))
-        user = user_create(email=f"{unique('chaos')}@example.com")
+        user = customer_create(email=f"{unique('chaos')}@example.com")
         account = account_for(user=user)
         credits_grant(account=account, amount=FUNDS, reason="chaos run", actor=None)
         _, raw = key_create(owner=user, name="chaos", rpm_limit=1_000_000, rpd_limit=1_000_000)

@@ -56,7 +56,7 @@ def probe_upstream(trap):
 def import_model(
     path: Path, providers: list[dict], routes: list[tuple[str, str]], *, paid: bool = False
 ) -> str:
-    from proxy.catalog import catalog_import
+    from proxy.catalog.importer import catalog_import
 
     model = {
         "id": unique("sec"), "owned_by": "test",

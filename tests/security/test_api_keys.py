@@ -1,7 +1,7 @@
 """API keys: stored only as keyed hashes, never logged, revoked everywhere at once.
 
 Comparison in constant time is tested where it lives: tests/portal/test_keys.py::test_comparison_is_constant_time
-(``portal.keys.key_matches`` answers through ``hmac.compare_digest``). The gateway itself never compares keys:
+(``portal.accounts.keys.key_matches`` answers through ``hmac.compare_digest``). The gateway itself never compares keys:
 it looks the keyed hash up (an index and a dict), which tells a guesser nothing about any stored key.
 """
 
@@ -10,9 +10,9 @@ import time
 import requests
 
 from billing.models import UsageRecord
-from portal import keys
-from portal.models import ApiKey
-from portal.services import key_revoke
+from portal.accounts import keys
+from portal.accounts.models import ApiKey
+from portal.accounts.services import key_revoke
 from tests.conftest import database_url
 from tests.live import start_gateway
 from tests.security.conftest import pg_dump_text, redis_text

@@ -1,6 +1,6 @@
 """Provider secrets: encrypted at rest, used only on the wire to the provider, never in an answer or a log.
 
-The secret is set the way the admin sets it (``proxy.services.provider_save``, which encrypts it with
+The secret is set the way the admin sets it (``proxy.catalog.services.provider_save``, which encrypts it with
 ``settings.FIELD_ENCRYPTION_KEY`` into ``Provider.api_key_encrypted``). It deliberately doesn't look like an
 ``sk-`` key, so the log filter's pattern (portal/logs.py) can't be what keeps it out of the logs.
 """
@@ -12,8 +12,8 @@ import requests
 from cryptography.fernet import Fernet
 from django.conf import settings
 
-from proxy.models import Provider
-from proxy.services import provider_save
+from proxy.catalog.models import Provider
+from proxy.catalog.services import provider_save
 from tests.conftest import unique
 from tests.security.conftest import import_model, pg_dump_text
 

@@ -8,8 +8,8 @@ http(s). (The admin's provider form is covered by the engineers building it.)
 import pytest
 import requests
 
-from proxy.catalog import CatalogError, catalog_import
-from proxy.models import Provider
+from proxy.catalog.importer import CatalogError, catalog_import
+from proxy.catalog.models import Provider
 from tests.conftest import unique, write_catalog
 from tests.security.conftest import import_model, provider_on
 

@@ -4,9 +4,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 
-from billing.services import account_for, credits_grant
-from portal.models import User
-from portal.services import user_create
+from billing.services import account_for, credits_grant, customer_create
+from portal.accounts.models import User
 
 
 class Command(BaseCommand):
@@ -28,7 +27,7 @@ class Command(BaseCommand):
         if User.objects.filter(email__iexact=email).exists():
             raise CommandError(f"an account for {email} already exists")
         amount = _usd(credits) if credits is not None else None
-        user = user_create(email=email, password=password, is_staff=staff)
+        user = customer_create(email=email, password=password, is_staff=staff)
         if amount:
             credits_grant(
                 account=account_for(user=user), amount=amount, reason="starting credits", actor=None

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.services import account_for, credits_grant
+from portal.accounts.models import User
 from portal.management.commands.create_account import _usd
-from portal.models import User
 
 
 class Command(BaseCommand):

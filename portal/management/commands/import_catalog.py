@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from proxy.catalog import CatalogError, catalog_import
+from proxy.catalog.importer import CatalogError, catalog_import
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.models import User
-from portal.services import key_create
+from portal.accounts.models import User
+from portal.accounts.services import key_create
 
 
 class Command(BaseCommand):

@@ -3,9 +3,9 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand
 
-from billing.services import account_for, credits_grant
-from portal.models import User
-from portal.services import key_create, user_create
+from billing.services import account_for, credits_grant, customer_create
+from portal.accounts.models import User
+from portal.accounts.services import key_create
 
 DEMO_EMAIL = "demo@localhost"
 # Enough to try the paid demo model a few thousand times; a grant like any other, in the ledger and the audit.
@@ -23,7 +23,7 @@ class Command(BaseCommand):
             )
             return
         password = secrets.token_urlsafe(12)
-        user = user_create(email=DEMO_EMAIL, password=password, is_staff=True)
+        user = customer_create(email=DEMO_EMAIL, password=password, is_staff=True)
         _, raw = key_create(owner=user, name="quickstart")
         credits_grant(
             account=account_for(user=user), amount=DEMO_CREDITS, reason="quickstart demo credits", actor=None

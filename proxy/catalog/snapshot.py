@@ -1,0 +1,132 @@
+"""The gateway's view of the catalog: an immutable snapshot of servable models, their routes, and circuits.
+
+The snapshot is rebuilt from the database when the catalog's change counter moves (services bump it on every
+catalog write, see portal/accounts/notify.py) and every ``CATALOG_REFRESH_SECONDS`` regardless, so an operator's edit is
+live in every process within about half a second.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    id: int
+    name: str
+    kind: str
+    base_url: str
+    secret: str | None = field(repr=False)
+    connect_timeout: float
+    first_byte_timeout: float
+    idle_timeout: float
+    stream_usage: bool
+    circuit_threshold: int
+    circuit_cooldown: float
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    provider: ProviderInfo
+    upstream_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: int
+    name: str
+    owned_by: str
+    created: int
+    input_price: Decimal
+    output_price: Decimal
+    context_length: int | None
+    max_output_tokens: int | None
+    routes: tuple[RouteInfo, ...]
+
+    @property
+    def is_free(self) -> bool:
+        return self.input_price == 0 and self.output_price == 0
+
+    def openai(self) -> dict:
+        return {"id": self.name, "object": "model", "created": self.created, "owned_by": self.owned_by}
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    models: dict[str, ModelInfo]
+    version: int = 0
+
+    def listing(self, allowed: frozenset[str] | None) -> list[dict]:
+        return [m.openai() for name, m in self.models.items() if allowed is None or name in allowed]
+
+
+def provider_secret(*, encrypted: str, env_name: str) -> str | None:
+    """The provider's API key: decrypted from the database, else read from the named environment variable."""
+    if encrypted:
+        try:
+            return Fernet(settings.FIELD_ENCRYPTION_KEY.encode()).decrypt(encrypted.encode()).decode()
+        except InvalidToken:
+            return None  # a rotated encryption key: the provider answers 401 and the operator sees it
+    return os.environ.get(env_name) if env_name else None
+
+
+def load_catalog(version: int = 0) -> Catalog:
+    """Read the servable catalog: enabled models with at least one enabled route on an enabled provider."""
+    from proxy.catalog.models import Model, Route
+
+    routes: dict[int, list[RouteInfo]] = {}
+    query = Route.objects.filter(enabled=True, provider__enabled=True, model__enabled=True).select_related(
+        "provider"
+    )
+    for route in query.order_by("priority", "id"):
+        p = route.provider
+        info = ProviderInfo(
+            p.id, p.name, p.kind, p.base_url.rstrip("/"), provider_secret(encrypted=p.api_key_encrypted,
+            env_name=p.api_key_env), p.connect_timeout, p.first_byte_timeout, p.idle_timeout, p.stream_usage,
+            p.circuit_threshold, p.circuit_cooldown,
+        )  # fmt: skip
+        routes.setdefault(route.model_id, []).append(RouteInfo(info, route.upstream_model))
+    models = {}
+    for m in Model.objects.filter(id__in=routes).order_by("name"):
+        models[m.name] = ModelInfo(
+            m.id, m.name, m.owned_by, int(m.created_at.timestamp()), m.input_usd_per_mtok, m.output_usd_per_mtok,
+            m.context_length, m.max_output_tokens, tuple(routes[m.id]),
+        )  # fmt: skip
+    return Catalog(models, version)
+
+
+class Circuits:
+    """Per-provider circuit breakers: after N consecutive failures a provider is skipped for T seconds."""
+
+    def __init__(self) -> None:
+        self._failures: dict[int, int] = {}
+        self._open_until: dict[int, float] = {}
+
+    def is_open(self, provider: ProviderInfo) -> bool:
+        until = self._open_until.get(provider.id)
+        if until is None:
+            return False
+        if time.monotonic() >= until:
+            # Half-open: let traffic through; one more failure re-opens it at once.
+            del self._open_until[provider.id]
+            self._failures[provider.id] = provider.circuit_threshold - 1
+            return False
+        return True
+
+    def success(self, provider: ProviderInfo) -> None:
+        if self._failures.get(provider.id):
+            self._failures[provider.id] = 0
+
+    def failure(self, provider: ProviderInfo) -> None:
+        count = self._failures.get(provider.id, 0) + 1
+        self._failures[provider.id] = count
+        if count >= provider.circuit_threshold:
+            self._open_until[provider.id] = time.monotonic() + provider.circuit_cooldown
+
+    def state(self) -> dict[int, str]:
+        now = time.monotonic()
+        return {pid: "open" if until > now else "half-open" for pid, until in self._open_until.items()}

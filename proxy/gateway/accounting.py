@@ -1,0 +1,130 @@
+"""Turning what a request produced into its usage record: tokens, cost, timings. Pure.
+
+Settlement must never fail to record an admitted request: a request that goes unrecorded is served for free
+and keeps its credit held. So each step that can fail is caught here, and the record is written all the same,
+with a ``note`` saying what went wrong and an estimate that errs towards the customer:
+
+- the local token count fails: tokens are estimated from the text's size, at 8 UTF-8 bytes a token (about
+  half of what English text has per token, so the estimate is low, never high);
+- the price can't be computed (a price missing, say): the request is recorded with its tokens and costs 0;
+- anything else: the request is recorded with what is known for sure (who, what model, the status), no tokens
+  and no charge.
+
+A charge that would pass the request's reservation is capped at it (an upstream over-reporting its usage must
+not overdraw). That means the worst-case estimate was wrong, so it is logged and noted as ``cost_capped``.
+"""
+
+import logging
+import time
+import uuid
+from decimal import Decimal
+
+from django.utils import timezone
+
+from billing.credits import Reservation
+from billing.models import UsageNote as Note
+from billing.pricing import cost as price_of
+from billing.settlement import Finished
+from proxy.catalog.snapshot import ModelInfo, RouteInfo
+from proxy.gateway import tokens
+from proxy.gateway.auth import KeyInfo
+from proxy.gateway.schemas import ChatRequest
+from proxy.gateway.streaming import Tally
+
+log = logging.getLogger("proxy")
+
+ROUGH_BYTES_PER_TOKEN = 8
+MAX_TOKENS = 2**31 - 1  # what a usage record's token columns hold
+
+
+def token_counts(body: ChatRequest, tally: Tally) -> tuple[int, int, bool]:
+    """Prompt and completion tokens: the upstream's usage, else a local count (flagged as estimated)."""
+    if tally.prompt_tokens is not None and tally.completion_tokens is not None:
+        return tally.prompt_tokens, tally.completion_tokens, False
+    prompt = body.prompt_tokens if body.prompt_tokens is not None else tokens.count_messages(body.messages)
+    return prompt, tokens.count_completion(tally.pieces), True
+
+
+def rough_counts(body: ChatRequest, tally: Tally, raw_size: int) -> tuple[int, int, bool]:
+    """Token counts that need no tokenizer: the upstream's where it sent them, else from the text's size."""
+    prompt, completion = tally.prompt_tokens, tally.completion_tokens
+    if prompt is None or completion is None:
+        prompt = raw_size // ROUGH_BYTES_PER_TOKEN
+        completion = sum(len(p.encode("utf-8", "replace")) for p in tally.pieces) // ROUGH_BYTES_PER_TOKEN
+    return prompt, completion, True
+
+
+def finished(
+    *, request_id: uuid.UUID, started: float, key: KeyInfo, model: ModelInfo, route: RouteInfo | None,
+    body: ChatRequest, tally: Tally, status: int, hold: Reservation | None, raw_size: int = 0,
+) -> Finished:  # fmt: skip
+    """The record of one admitted request. Nothing produced means nothing charged. Never raises."""
+    try:
+        return _record(request_id, started, key, model, route, body, tally, status, hold, raw_size)
+    except Exception:
+        log.exception("request %s could not be accounted; recorded without tokens or charge", request_id)
+        return _bare_record(request_id, started, key, model, route, body, status, hold)
+
+
+def _record(request_id, started, key, model, route, body, tally, status, hold, raw_size) -> Finished:
+    produced = route is not None and (tally.first_token_at is not None or tally.completion_tokens is not None)
+    note = Note.NONE
+    prompt, completion, estimated = 0, 0, False
+    if produced:
+        try:
+            prompt, completion, estimated = token_counts(body, tally)
+        except Exception:
+            log.exception(
+                "request %s: tokens could not be counted; estimated from the text's size", request_id
+            )
+            prompt, completion, estimated = rough_counts(body, tally, raw_size)
+            note = Note.COUNT_FAILED
+    prompt, completion = min(prompt, MAX_TOKENS), min(completion, MAX_TOKENS)
+    amount = Decimal(0)
+    if produced and hold is not None:
+        try:
+            amount = price_of(
+                prompt_tokens=prompt, completion_tokens=completion,
+                input_price=model.input_price, output_price=model.output_price,
+            )  # fmt: skip
+        except Exception:
+            log.exception("request %s could not be priced; recorded at no charge", request_id)
+            amount, note = Decimal(0), Note.PRICE_FAILED
+        if amount > hold.amount:
+            log.warning(
+                "request %s on model %s cost %s USD, more than its reservation of %s USD: charged the reservation",
+                request_id, model.name, amount, hold.amount,
+            )  # fmt: skip
+            amount, note = hold.amount, note or Note.COST_CAPPED
+    ttft = _elapsed_ms(started, tally.first_token_at) if tally.first_token_at else None
+    return Finished(
+        request_id=request_id, user_id=key.user_id, account_id=key.account_id,
+        hold_id=hold.hold_id if hold else None, key_id=key.id, model_id=model.id,
+        provider_id=route.provider.id if route else None, prompt_tokens=prompt, completion_tokens=completion,
+        tokens_estimated=estimated, cost=amount, status=status, error_code=clean_text(tally.error_code, 64),
+        latency_ms=_elapsed_ms(started), ttft_ms=ttft, streamed=body.stream,
+        finish_reason=clean_text(tally.finish_reason, 32), client_disconnected=tally.client_disconnected,
+        created_at=timezone.now(), note=note,
+    )  # fmt: skip
+
+
+def _bare_record(request_id, started, key, model, route, body, status, hold) -> Finished:
+    return Finished(
+        request_id=request_id, user_id=key.user_id, account_id=key.account_id,
+        hold_id=hold.hold_id if hold else None, key_id=key.id, model_id=model.id,
+        provider_id=route.provider.id if route else None, prompt_tokens=0, completion_tokens=0,
+        tokens_estimated=True, cost=Decimal(0), status=status, error_code="", latency_ms=_elapsed_ms(started),
+        ttft_ms=None, streamed=bool(getattr(body, "stream", False)), finish_reason="", client_disconnected=False,
+        created_at=timezone.now(), note=Note.RECORD_FAILED,
+    )  # fmt: skip
+
+
+def _elapsed_ms(started: float, until: float | None = None) -> int:
+    elapsed = (time.perf_counter() if until is None else until) - started
+    return max(0, min(round(elapsed * 1000), MAX_TOKENS))
+
+
+def clean_text(value: object, limit: int) -> str:
+    """A short text column's value from whatever an upstream sent: a string, without NUL (which PostgreSQL
+    refuses in text), clipped to the column."""
+    return str(value).replace("\x00", "")[:limit] if value else ""

@@ -1,0 +1,87 @@
+"""Plain-ASGI plumbing for the gateway: the incoming request, body reading, and response writing."""
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+
+from proxy.gateway import errors
+
+JSON = b"application/json"
+
+
+@dataclass(slots=True)
+class Incoming:
+    scope: dict
+    receive: object
+    send: object
+    request_id: uuid.UUID
+    started: float  # perf_counter at arrival
+    body: bytes = b""
+    headers_out: list[tuple[bytes, bytes]] = field(default_factory=list)  # added to whatever is sent
+    upstream_time: float = 0.0  # seconds spent waiting on the upstream, excluded from Server-Timing
+    response_started: bool = False
+    finished: bool = False  # the handler is done; a disconnect from now on is the normal end
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    def common_headers(self) -> list[tuple[bytes, bytes]]:
+        overhead = (time.perf_counter() - self.started - self.upstream_time) * 1000
+        return [
+            (b"x-request-id", str(self.request_id).encode()),
+            (b"server-timing", b"gateway;dur=%.2f" % overhead),
+            *self.headers_out,
+        ]
+
+
+DRAIN_LIMIT = 16 * 1024 * 1024  # how much of a refused body is read (and dropped) so the client sees the 413
+
+
+async def read_body(receive, scope: dict, limit: int) -> bytes:
+    """The whole request body, refusing (413) once it passes ``limit`` bytes.
+
+    A refused body is still read and dropped, up to ``DRAIN_LIMIT``: a client that writes its whole body
+    before reading would otherwise see a reset connection instead of the 413.
+    """
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise errors.invalid_request("The client closed the connection before sending the body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > limit + DRAIN_LIMIT:
+            raise errors.request_too_large(limit)
+        if not message.get("more_body"):
+            if size > limit:
+                raise errors.request_too_large(limit)
+            return b"".join(chunks)
+
+
+async def send_json(
+    req: Incoming, status: int, payload: bytes, extra: list[tuple[bytes, bytes]] = ()
+) -> None:
+    headers = [(b"content-type", JSON), (b"content-length", str(len(payload)).encode())]
+    headers += req.common_headers()
+    headers += extra
+    req.response_started = True
+    await req.send({"type": "http.response.start", "status": status, "headers": headers})
+    await req.send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(req: Incoming, err: errors.ApiError) -> None:
+    if req.response_started:
+        return  # too late for a status; a stream reports its own errors in-band
+    extra = [(k.encode(), v.encode()) for k, v in err.headers.items()]
+    await send_json(req, err.status, err.render(), extra)
+
+
+def dumps(obj) -> bytes:
+    return orjson.dumps(obj)

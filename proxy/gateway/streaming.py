@@ -1,0 +1,193 @@
+"""Server-sent events: reading an upstream's stream, relaying it chunk by chunk, and capturing usage.
+
+Chunks are passed on as the upstream wrote them (no re-encoding), except the usage chunk the gateway asked
+for on the client's behalf, which is kept back unless the client asked for it too. A failure after the first
+byte can no longer change the status, so it is reported in-band: one ``data: {"error": ...}`` event, then
+``data: [DONE]``.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from proxy.gateway import errors
+from proxy.gateway.http import Incoming
+from proxy.gateway.upstream import UPSTREAM_FAULTS
+
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one request produced, as far as the gateway saw it."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str = ""
+    pieces: list[str] = field(default_factory=list)  # content seen, for a local count when usage is missing
+    first_token_at: float | None = None
+    error_code: str = ""
+    client_disconnected: bool = False
+    route: object = None  # the RouteInfo that answered, once one has
+
+    def take_usage(self, usage: object) -> None:
+        if isinstance(usage, dict):
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            # Counts that can't be real (negative, or past what a record holds) are no usage at all.
+            if (
+                type(prompt) is int
+                and type(completion) is int
+                and 0 <= prompt < 2**31
+                and 0 <= completion < 2**31
+            ):
+                self.prompt_tokens, self.completion_tokens = prompt, completion
+
+    def take_choices(self, choices: list) -> None:
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            part = choice.get("delta") or choice.get("message") or {}
+            if isinstance(part, dict):
+                content = part.get("content")
+                if isinstance(content, str) and content:
+                    self.pieces.append(content)
+                for call in part.get("tool_calls") or ():
+                    if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                        self.pieces.append(str(call["function"].get("name") or ""))
+                        self.pieces.append(str(call["function"].get("arguments") or ""))
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+
+
+def parse_event(line: bytes) -> tuple[bytes, dict | None] | None:
+    """One SSE line: None for anything but data, else (the raw data, its JSON or None for [DONE])."""
+    if not line.startswith(b"data:"):
+        return None
+    data = line[5:].strip()
+    if data == b"[DONE]":
+        return data, None
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ValueError("an event that is not JSON") from None
+    if not isinstance(event, dict):
+        raise ValueError("an event that is not a JSON object")
+    return data, event
+
+
+def error_event(err: errors.ApiError) -> bytes:
+    return b"data: " + err.render() + b"\n\n"
+
+
+class Lines:
+    """The upstream's lines with per-read deadlines: first byte, then idle."""
+
+    def __init__(self, response, first_byte_timeout: float, idle_timeout: float) -> None:
+        self.response = response
+        self.first_deadline = time.monotonic() + first_byte_timeout
+        self.idle_timeout = idle_timeout
+
+    async def next(self, wait: float) -> bytes:
+        """The next line; ``b""`` at the end of the stream; TimeoutError after ``wait`` seconds."""
+        async with asyncio.timeout(wait):
+            return await self.response.content.readline()
+
+
+async def first_event(lines: Lines, keepalive_after: float) -> tuple[bytes, dict] | None:
+    """Wait for the stream's first data event, for up to ``keepalive_after`` seconds.
+
+    Returns None when it is taking that long (the caller then commits to this route and sends keep-alives).
+    Raises ValueError for a stream that ends or speaks nonsense first, TimeoutError past the first-byte limit.
+    """
+    give_up = min(lines.first_deadline, time.monotonic() + keepalive_after)
+    while True:
+        left = give_up - time.monotonic()
+        if left <= 0:
+            if time.monotonic() >= lines.first_deadline:
+                raise TimeoutError
+            return None
+        try:
+            line = await lines.next(left)
+        except TimeoutError:
+            if time.monotonic() >= lines.first_deadline:
+                raise
+            return None  # slow, not late: the caller sends a keep-alive and asks again
+        if not line:
+            raise ValueError("the stream ended before its first event")
+        event = parse_event(line)
+        if event is None:
+            continue
+        if event[1] is None:
+            raise ValueError("the stream ended before its first event")
+        if "error" in event[1]:
+            raise ValueError("the upstream reported an error")
+        return event  # type: ignore[return-value]
+
+
+async def relay_stream(
+    req: Incoming, lines: Lines, first: tuple[bytes, dict] | None, tally: Tally, *, include_usage: bool,
+    keepalive_every: float,
+) -> None:  # fmt: skip
+    """Send the response headers and relay every event until [DONE], the end, or a failure."""
+    await req.send(
+        {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + req.common_headers()}
+    )
+    req.response_started = True
+    try:
+        if first is None:
+            first = await _wait_first(req, lines, keepalive_every)
+        await _forward(req, first, tally, include_usage)
+        while True:
+            line = await lines.next(lines.idle_timeout)
+            if not line:
+                raise ValueError("the stream ended without [DONE]")
+            event = parse_event(line)
+            if event is None:
+                continue
+            if event[1] is None:
+                break
+            if "error" in event[1]:
+                raise ValueError("the upstream reported an error mid-stream")
+            await _forward(req, event, tally, include_usage)
+    except TimeoutError:
+        tally.error_code = "upstream_timeout"
+        await req.send(
+            {"type": "http.response.body", "body": error_event(errors.upstream_timeout()), "more_body": True}
+        )
+    except UPSTREAM_FAULTS:
+        # The reason stays in our records; the client learns only that the upstream failed.
+        tally.error_code = "upstream_cut"
+        err = errors.bad_gateway("The upstream provider failed mid-stream.")
+        await req.send({"type": "http.response.body", "body": error_event(err), "more_body": True})
+    await req.send({"type": "http.response.body", "body": DONE, "more_body": False})
+
+
+async def _wait_first(req: Incoming, lines: Lines, keepalive_every: float) -> tuple[bytes, dict]:
+    """Keep the client's connection alive with SSE comments until the first event or the first-byte limit."""
+    while True:
+        await req.send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+        event = await first_event(lines, keepalive_every)
+        if event is not None:
+            return event
+
+
+async def _forward(req: Incoming, event: tuple[bytes, dict], tally: Tally, include_usage: bool) -> None:
+    raw, chunk = event
+    choices = chunk.get("choices")
+    if chunk.get("usage") is not None:
+        tally.take_usage(chunk["usage"])
+        if not choices and not include_usage:
+            return  # the usage chunk we asked for ourselves
+    if isinstance(choices, list) and choices:
+        if tally.first_token_at is None:
+            tally.first_token_at = time.perf_counter()
+        tally.take_choices(choices)
+    await req.send({"type": "http.response.body", "body": b"data: " + raw + b"\n\n", "more_body": True})

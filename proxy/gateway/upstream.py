@@ -1,0 +1,163 @@
+"""Calling upstream providers: one request on one route, and failover across a model's routes.
+
+A route fails over (connect error, timeout, 5xx, 429, an unreadable answer, or an upstream that refuses our
+credentials) only while nothing has reached the client. A 4xx caused by the request itself is the client's to
+see, so it is passed back in OpenAI's shape instead of being retried elsewhere.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TypeVar
+
+import aiohttp
+import orjson
+
+from portal.logs import redact
+from proxy.catalog.snapshot import Circuits, ModelInfo, ProviderInfo, RouteInfo
+from proxy.gateway import demo, errors
+
+T = TypeVar("T")
+
+# What an upstream's broken answer raises while it is read: a timeout, a cut connection (aiohttp's payload and
+# connection errors), or bytes that are not what was promised (ValueError from the JSON and SSE parsers).
+UPSTREAM_FAULTS = (TimeoutError, ValueError, OSError, aiohttp.ClientError)
+
+# Statuses that say "this provider, not this request": try the next route.
+_RETRYABLE = {401, 403, 408, 409, 425, 429}
+
+
+@dataclass(eq=False)
+class UpstreamFailure(Exception):
+    """One route failed before anything reached the client."""
+
+    kind: str  # connect | timeout | status | garbage
+    status: int = 0
+    client_error: errors.ApiError | None = None  # set when the request itself was refused: don't fail over
+
+
+def upstream_body(body: dict, route: RouteInfo, stream: bool) -> bytes:
+    """The client's body for this route: the upstream's model name, and usage asked for on streams.
+
+    One output limit per request: when ``max_tokens`` and ``max_completion_tokens`` disagree, the second wins
+    (it is OpenAI's current name, and what the reservation was sized from), and it goes upstream under both
+    names. Whichever of the two an upstream honours, it can't produce more than was reserved.
+    """
+    out = {**body, "model": route.upstream_model}
+    limit = body.get("max_completion_tokens")
+    if limit is not None and body.get("max_tokens") not in (None, limit):
+        out["max_tokens"] = limit
+    if stream and route.provider.stream_usage:
+        out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return orjson.dumps(out)
+
+
+@lru_cache(maxsize=256)
+def _headers(secret: str | None) -> dict[str, str]:
+    """Built once per provider secret, not per request (aiohttp copies them; nothing mutates this dict)."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    return headers
+
+
+@lru_cache(maxsize=256)
+def _timeout(connect: float) -> aiohttp.ClientTimeout:
+    # Only the connect phase is aiohttp's; the first byte and idle gaps are timed by the relay itself.
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None)
+
+
+async def open_route(
+    session: aiohttp.ClientSession, route: RouteInfo, payload: bytes, stream: bool
+) -> aiohttp.ClientResponse | demo.DemoResponse:
+    """Send the request and wait for the response headers (the first byte), within the provider's timeouts."""
+    provider = route.provider
+    if provider.kind == "demo":
+        return demo.respond(orjson.loads(payload), stream)
+    try:
+        async with asyncio.timeout(provider.connect_timeout + provider.first_byte_timeout):
+            response = await session.post(
+                f"{provider.base_url}/chat/completions", data=payload, headers=_headers(provider.secret),
+                timeout=_timeout(provider.connect_timeout), allow_redirects=False,
+            )  # fmt: skip
+    except TimeoutError:
+        raise UpstreamFailure("timeout") from None
+    except (aiohttp.ClientError, OSError):
+        raise UpstreamFailure("connect") from None
+    if response.status >= 300:
+        failure = await _refusal(response, provider)
+        response.close()
+        raise failure
+    return response
+
+
+async def _refusal(response: aiohttp.ClientResponse, provider: ProviderInfo) -> UpstreamFailure:
+    status = response.status
+    if status >= 500 or status in _RETRYABLE or status < 400:
+        return UpstreamFailure("status", status)
+    # The upstream refused the request itself (a 400 for context length, say): pass its reason along, minus
+    # anything secret it may quote back (some upstreams echo the Authorization header they were sent).
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5):
+            error = orjson.loads(await response.read()).get("error") or {}
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return UpstreamFailure(
+                "status", status, errors.ApiError(
+                    status, str(error.get("type") or "invalid_request_error"), _clean(error.get("code")),
+                    _scrub(error["message"], provider), _clean(error.get("param")),
+                ),
+            )  # fmt: skip
+    return UpstreamFailure("status", status, errors.ApiError(status, "invalid_request_error", None,
+                                                             "The upstream provider refused the request."))  # fmt: skip
+
+
+def _scrub(message: str, provider: ProviderInfo) -> str:
+    if provider.secret:
+        message = message.replace(provider.secret, "[redacted]")
+    return redact(message)[:2000]
+
+
+def _clean(value: object) -> str | None:
+    return value[:200] if isinstance(value, str) else None
+
+
+async def first_answer(
+    circuits: Circuits, model: ModelInfo, attempt: Callable[[RouteInfo], Awaitable[T]]
+) -> tuple[RouteInfo, T]:
+    """Try the model's routes in priority order; return the first that answers, or raise the right error.
+
+    ``attempt`` does everything that happens before the first byte goes to the client, so a failure anywhere
+    in it (even a garbled body) can still move on to the next route.
+    """
+    last: UpstreamFailure | None = None
+    for route in model.routes:
+        if circuits.is_open(route.provider):
+            continue
+        try:
+            result = await attempt(route)
+        except UpstreamFailure as failure:
+            if failure.client_error is not None:
+                raise failure.client_error from None
+            circuits.failure(route.provider)
+            last = failure
+            continue
+        circuits.success(route.provider)
+        return route, result
+    raise exhausted(last)
+
+
+def exhausted(last: UpstreamFailure | None) -> errors.ApiError:
+    """The client's error when no route could answer (details stay in our logs, never in the answer)."""
+    if last is None:
+        return errors.service_unavailable(
+            "Every provider for this model is temporarily unavailable.", retry_after=5
+        )
+    if last.kind == "timeout":
+        return errors.upstream_timeout()
+    if last.status == 429:
+        return errors.service_unavailable(
+            "The upstream providers are rate limiting; retry shortly.", retry_after=2
+        )
+    return errors.bad_gateway()
