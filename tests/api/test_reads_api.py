@@ -238,13 +238,13 @@ def test_the_reader_works_without_redis_from_the_in_process_limiter(owner, make_
 
 
 def test_an_unreachable_limiter_leaves_remaining_unknown(owner, make_key):
-    from portal.site.api import quota
+    from portal.accounts import limits
 
     _, raw = make_key(owner=owner)
-    quota._redis.cache_clear()
+    limits.sync_redis.cache_clear()
     try:
         with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
             body = key_client(raw).get("/api/v1/key").json()
     finally:
-        quota._redis.cache_clear()
+        limits.sync_redis.cache_clear()
     assert body["remaining"] is None and body["limits"]["rpm"] == settings.DEFAULT_RPM
