@@ -67,19 +67,17 @@ class Reservation:
     account_id: int
     hold_id: int
     amount: Decimal
-    key_spend: tuple[int, int, int] | None = None  # (key id, spend period, nano-USD counted) when limited
 
 
-def worst_case(*, prompt_tokens: int, max_tokens: int | None, n: int, model) -> Decimal:
-    """The most a request can cost, from the local count of its prompt and its output limit."""
-    max_output = max_tokens or model.max_output_tokens or DEFAULT_MAX_OUTPUT
-    # Upstreams count the prompt with their own tokenizers, which can find more tokens than ours: a quarter
-    # more keeps the hold above the real cost. Should it still fall short, the charge stops at the hold
-    # (proxy/gateway/accounting.py), so the difference is the operator's, never an overdraft.
+def worst_case(*, prompt_tokens: int, max_output: int, model) -> Decimal:
+    """The most a request can cost, from the local count of its input and the most output it can produce."""
+    # Upstreams count the input with their own tokenizers, which can find more tokens than ours: a quarter
+    # more keeps the reservation above the real cost. Should it still fall short, the charge stops at the
+    # reservation (proxy/gateway/settlement.py), so the difference is the operator's, never an overdraft.
     prompt = math.ceil(prompt_tokens * PROMPT_MARGIN)
     return pricing.worst_case(
-        prompt_estimate=prompt, max_output=max_output * max(n, 1),
-        input_price=model.input_price, output_price=model.output_price,
+        prompt_estimate=prompt, max_output=max_output, input_price=model.input_price,
+        output_price=model.output_price,
     )  # fmt: skip
 
 

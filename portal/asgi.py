@@ -29,6 +29,6 @@ async def application(scope, receive, send) -> None:
     if scope["type"] == "http" and (scope["path"] == "/v1" or scope["path"].startswith("/v1/")):
         await gateway_app(scope, receive, send)
     elif scope["type"] == "lifespan":
-        await lifespan(receive, send)
+        await lifespan(scope, receive, send)
     else:
         await django_app(scope, receive, send)

@@ -30,10 +30,10 @@ class CatalogSummary:
 
 _PROVIDER_FIELDS = {
     "name", "kind", "base_url", "api_key_env", "connect_timeout", "first_byte_timeout", "idle_timeout",
-    "stream_usage", "circuit_threshold", "circuit_cooldown", "enabled",
+    "stream_usage", "circuit_threshold", "circuit_cooldown", "enabled", "responses",
 }  # fmt: skip
 _MODEL_FIELDS = {
-    "id", "owned_by", "description", "input_usd_per_mtok", "output_usd_per_mtok", "context_length",
+    "id", "mode", "owned_by", "description", "input_usd_per_mtok", "output_usd_per_mtok", "context_length",
     "max_output_tokens", "enabled", "routes",
 }  # fmt: skip
 _ROUTE_FIELDS = {"provider", "upstream_model", "priority", "enabled"}
@@ -132,6 +132,7 @@ def _provider(entry: dict, where: str) -> dict:
         "first_byte_timeout": _number(entry, "first_byte_timeout", where, 60.0),
         "idle_timeout": _number(entry, "idle_timeout", where, 60.0),
         "stream_usage": _flag(entry, "stream_usage", where, True),
+        "responses": _flag(entry, "responses", where, False),
         "circuit_threshold": _number(entry, "circuit_threshold", where, 5, kind=int, minimum=1),
         "circuit_cooldown": _number(entry, "circuit_cooldown", where, 30.0),
         "enabled": _flag(entry, "enabled", where, True),
@@ -145,8 +146,12 @@ def _model(entry: dict, where: str) -> dict:
         raise CatalogError(
             f"{where}.routes: must be a non-empty array of {{ provider, upstream_model }} tables"
         )
+    mode = _text(entry, "mode", where, required=False, default=Model.Mode.CHAT)
+    if mode not in Model.Mode.values:
+        raise CatalogError(f"{where}.mode: must be one of {', '.join(Model.Mode.values)}")
     return {
         "name": _text(entry, "id", where),
+        "mode": mode,
         "owned_by": _text(entry, "owned_by", where),
         "description": _text(entry, "description", where, required=False),
         "input_usd_per_mtok": _price(entry, "input_usd_per_mtok", where),

@@ -31,6 +31,9 @@ class Provider(models.Model):
     stream_usage = models.BooleanField(
         default=True, help_text="Ask for stream_options.include_usage (turn off for upstreams that reject it)"
     )
+    responses = models.BooleanField(
+        default=False, help_text="The upstream serves OpenAI's Responses API itself ({base_url}/responses)"
+    )
     circuit_threshold = models.PositiveIntegerField(default=5, help_text="Consecutive failures that open it")
     circuit_cooldown = models.FloatField(default=30.0, help_text="Seconds an open circuit skips the provider")
     enabled = models.BooleanField(default=True)
@@ -44,7 +47,15 @@ class Provider(models.Model):
 class Model(models.Model):
     """A model as clients see it. Prices are USD per million tokens; both zero makes it free."""
 
+    class Mode(models.TextChoices):
+        """Which endpoints a model serves."""
+
+        CHAT = "chat", "Chat (chat completions, responses, messages)"
+        EMBEDDING = "embedding", "Embedding (/v1/embeddings)"
+        COMPLETION = "completion", "Completion (/v1/completions, legacy)"
+
     name = models.CharField(max_length=128, unique=True, help_text="The id clients send, e.g. deepseek-chat")
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.CHAT)
     owned_by = models.CharField(max_length=64)
     description = models.CharField(max_length=300, blank=True)
     input_usd_per_mtok = models.DecimalField(default=Decimal(0), **PRICE)

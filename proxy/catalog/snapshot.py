@@ -1,12 +1,9 @@
-"""The gateway's view of the catalog: an immutable snapshot of servable models, their routes, and circuits.
+"""The catalog as the gateway serves it: an immutable snapshot of servable models and their routes.
 
-The snapshot is rebuilt from the database when the catalog's change counter moves (services bump it on every
-catalog write, see portal/accounts/notify.py) and every ``CATALOG_REFRESH_SECONDS`` regardless, so an operator's edit is
-live in every process within about half a second.
+Rebuilt from the database whenever the catalog changes (proxy/gateway/catalog_cache.py says when).
 """
 
 import os
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -27,6 +24,7 @@ class ProviderInfo:
     stream_usage: bool
     circuit_threshold: int
     circuit_cooldown: float
+    responses: bool = False  # serves /responses itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +37,7 @@ class RouteInfo:
 class ModelInfo:
     id: int
     name: str
+    mode: str  # a proxy.catalog.models.Model.Mode: which endpoints it serves
     owned_by: str
     created: int
     input_price: Decimal
@@ -52,7 +51,10 @@ class ModelInfo:
         return self.input_price == 0 and self.output_price == 0
 
     def openai(self) -> dict:
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": self.owned_by}
+        return {
+            "id": self.name, "object": "model", "created": self.created, "owned_by": self.owned_by,
+            "mode": self.mode,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,46 +89,13 @@ def load_catalog(version: int = 0) -> Catalog:
         info = ProviderInfo(
             p.id, p.name, p.kind, p.base_url.rstrip("/"), provider_secret(encrypted=p.api_key_encrypted,
             env_name=p.api_key_env), p.connect_timeout, p.first_byte_timeout, p.idle_timeout, p.stream_usage,
-            p.circuit_threshold, p.circuit_cooldown,
+            p.circuit_threshold, p.circuit_cooldown, p.responses,
         )  # fmt: skip
         routes.setdefault(route.model_id, []).append(RouteInfo(info, route.upstream_model))
     models = {}
     for m in Model.objects.filter(id__in=routes).order_by("name"):
         models[m.name] = ModelInfo(
-            m.id, m.name, m.owned_by, int(m.created_at.timestamp()), m.input_usd_per_mtok, m.output_usd_per_mtok,
+            m.id, m.name, m.mode, m.owned_by, int(m.created_at.timestamp()), m.input_usd_per_mtok, m.output_usd_per_mtok,
             m.context_length, m.max_output_tokens, tuple(routes[m.id]),
         )  # fmt: skip
     return Catalog(models, version)
-
-
-class Circuits:
-    """Per-provider circuit breakers: after N consecutive failures a provider is skipped for T seconds."""
-
-    def __init__(self) -> None:
-        self._failures: dict[int, int] = {}
-        self._open_until: dict[int, float] = {}
-
-    def is_open(self, provider: ProviderInfo) -> bool:
-        until = self._open_until.get(provider.id)
-        if until is None:
-            return False
-        if time.monotonic() >= until:
-            # Half-open: let traffic through; one more failure re-opens it at once.
-            del self._open_until[provider.id]
-            self._failures[provider.id] = provider.circuit_threshold - 1
-            return False
-        return True
-
-    def success(self, provider: ProviderInfo) -> None:
-        if self._failures.get(provider.id):
-            self._failures[provider.id] = 0
-
-    def failure(self, provider: ProviderInfo) -> None:
-        count = self._failures.get(provider.id, 0) + 1
-        self._failures[provider.id] = count
-        if count >= provider.circuit_threshold:
-            self._open_until[provider.id] = time.monotonic() + provider.circuit_cooldown
-
-    def state(self) -> dict[int, str]:
-        now = time.monotonic()
-        return {pid: "open" if until > now else "half-open" for pid, until in self._open_until.items()}

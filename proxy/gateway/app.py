@@ -1,6 +1,7 @@
 """The lean ASGI application behind ``/v1``: routing, body reading and response writing, nothing else.
 
-The work itself is in proxy/gateway/pipeline.py. Every failure becomes an OpenAI-shaped error here.
+The work itself is in proxy/gateway/pipeline.py. Every failure becomes an OpenAI-shaped error here. The
+process's runtime (proxy/gateway/runtime.py) is built by the lifespan and reaches each request in its scope.
 """
 
 import logging
@@ -10,8 +11,10 @@ import uuid
 
 from django.conf import settings
 
-from proxy.gateway import errors, pipeline, state
+from proxy.gateway import errors, pipeline
+from proxy.gateway.endpoints import ENDPOINTS
 from proxy.gateway.http import Incoming, read_body, send_error
+from proxy.gateway.runtime import STATE_KEY, Runtime, runtime_start, runtime_stop
 
 log = logging.getLogger("proxy")
 
@@ -23,22 +26,7 @@ async def app(scope: dict, receive, send) -> None:
     path, method = scope["path"].rstrip("/"), scope["method"]
     req = Incoming(scope, receive, send, request_id, started)
     try:
-        if path == "/v1/chat/completions":
-            if method != "POST":
-                raise errors.method_not_allowed(method, path)
-            req.body = await read_body(receive, scope, settings.MAX_BODY_BYTES)
-            await pipeline.chat_completion(req)
-        elif path == "/v1/models":
-            _only_get(method, path)
-            await pipeline.list_models(req)
-        elif path == "/v1/key":
-            _only_get(method, path)
-            await pipeline.key_self(req)
-        elif path.startswith("/v1/models/"):
-            _only_get(method, path)
-            await pipeline.retrieve_model(req, path.removeprefix("/v1/models/"))
-        else:
-            raise errors.unknown_url(method, scope["path"])
+        await _route(scope["state"][STATE_KEY], req, path, method)
     except errors.ApiError as err:
         await send_error(req, err)
     except Exception:
@@ -46,26 +34,47 @@ async def app(scope: dict, receive, send) -> None:
         await send_error(req, errors.internal_error())
 
 
+async def _route(rt: Runtime, req: Incoming, path: str, method: str) -> None:
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is not None:
+        if method != "POST":
+            raise errors.method_not_allowed(method, path)
+        req.body = await read_body(req.receive, req.scope, settings.MAX_BODY_BYTES)
+        await pipeline.serve(rt, req, endpoint)
+    elif path == "/v1/models":
+        _only_get(method, path)
+        await pipeline.list_models(rt, req)
+    elif path == "/v1/key":
+        _only_get(method, path)
+        await pipeline.key_self(rt, req)
+    elif path.startswith("/v1/models/"):
+        _only_get(method, path)
+        await pipeline.retrieve_model(rt, req, path.removeprefix("/v1/models/"))
+    else:
+        raise errors.unknown_url(method, req.scope["path"])
+
+
 def _only_get(method: str, path: str) -> None:
     if method != "GET":
         raise errors.method_not_allowed(method, path)
 
 
-async def lifespan(receive, send) -> None:
-    """Start the gateway's shared state with the server, and flush it on a graceful stop."""
+async def lifespan(scope: dict, receive, send) -> None:
+    """Start the gateway's runtime with the server, and flush it on a graceful stop."""
+    runtime: Runtime | None = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
-                state.GATEWAY = state.Gateway()
-                await state.GATEWAY.start()
+                runtime = await runtime_start()
             except Exception as exc:
                 log.exception("gateway failed to start")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
+            scope["state"][STATE_KEY] = runtime  # the server copies this state into every request's scope
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            if state.GATEWAY is not None:
-                await state.GATEWAY.stop()
+            if runtime is not None:
+                await runtime_stop(runtime)
             await send({"type": "lifespan.shutdown.complete"})
             return

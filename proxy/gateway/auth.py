@@ -1,16 +1,28 @@
-"""Who is calling: the bearer key, looked up by its hash through a short-lived in-process cache.
+"""Authentication: the bearer key, looked up by its hash through an in-process cache.
 
 A cached entry carries the change counters it was loaded under; the limiter's script compares them on every
-request (see portal/accounts/limits.py), so a revoked key or a disabled account is refused at once in every process.
+request (see portal/accounts/limits.py), so a revoked key or a disabled account is refused at once in every
+process (admission reloads a stale entry before it admits the request).
 """
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+from billing.models import Account
 from portal.accounts import keys
 from portal.accounts.limits import effective_limits
+from portal.accounts.models import ApiKey
+from portal.accounts.notify import versions_sync
 from proxy.gateway import errors
+from proxy.gateway.db import run_db
+
+log = logging.getLogger("proxy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +65,6 @@ class KeyInfo:
 def load_key(key_hash: str, versions_of) -> KeyInfo | None:
     """Read one key from the database (sync; runs on the db pool). ``versions_of`` reads the change counters
     *before* the row, so a change committed after this read always shows up as a stale counter."""
-    from billing.models import Account
-    from portal.accounts.models import ApiKey
-
     row = ApiKey.objects.filter(hash=key_hash).values_list("id", "owner_id").first()
     if row is None:
         return None
@@ -124,3 +133,57 @@ def key_hash_from_header(authorization: str | None) -> str:
     if not keys.key_is_well_formed(token):
         raise errors.invalid_api_key()
     return keys.key_hash(token)
+
+
+class Keys:
+    """The keys this process knows: a cache in front of one database read per key, however many requests
+    miss the cache at once."""
+
+    def __init__(self, ttl: float) -> None:
+        self.cache = KeyCache(ttl)
+        self._loading: dict[str, asyncio.Future] = {}
+        # Set while the database or the limiter was unreachable: changes made meanwhile may not have bumped
+        # their counters where this process could see them, so admission empties the cache once it is back.
+        self.maybe_stale = False
+
+    async def authenticate(self, authorization: str | None) -> tuple[str, KeyInfo]:
+        """The caller's key hash and key, or 401 / 403."""
+        key_hash = key_hash_from_header(authorization)
+        info = self.cache.get(key_hash)
+        if info is None:
+            info = await self.load(key_hash)
+        _refuse(info)
+        return key_hash, info
+
+    async def reload(self, key_hash: str) -> KeyInfo:
+        """A fresh read of a key whose cached entry went stale, or its refusal."""
+        self.cache.forget(key_hash)
+        info = await self.load(key_hash)
+        _refuse(info)
+        return info
+
+    async def load(self, key_hash: str) -> KeyInfo:
+        loading = self._loading.get(key_hash)
+        if loading is None:
+            loading = asyncio.ensure_future(run_db(load_key, key_hash, versions_sync))
+            self._loading[key_hash] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(key_hash, None))
+        try:
+            info = await asyncio.shield(loading)
+        except (DatabaseError, RedisError):
+            log.warning("a key could not be looked up", exc_info=True)
+            self.maybe_stale = True
+            raise errors.service_unavailable(
+                "Keys can't be checked right now; nothing was charged. Please retry shortly.", retry_after=2
+            ) from None
+        if info is None:
+            raise errors.invalid_api_key()
+        if info.refusal(time.time()) is None or info.revoked:
+            self.cache.put(key_hash, info)  # a revoked key stays revoked; other refusals may be lifted
+        return info
+
+
+def _refuse(info: KeyInfo) -> None:
+    refusal = info.refusal(time.time())
+    if refusal is not None:
+        raise refusal

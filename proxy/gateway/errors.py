@@ -47,6 +47,13 @@ def model_not_found(model: str) -> ApiError:
     )
 
 
+def wrong_endpoint(model: str, path: str, right_path: str | None) -> ApiError:
+    """A model called on an endpoint it does not serve: OpenAI answers 404, naming the model and the path."""
+    hint = f" Did you mean to use {right_path}?" if right_path else ""
+    message = f"The model '{clip(model)}' is not supported on {path}.{hint}"
+    return ApiError(404, "invalid_request_error", None, message, "model")
+
+
 def context_length_exceeded(limit: int, tokens: int) -> ApiError:
     message = (
         f"This model's maximum context length is {limit} tokens. However, your messages resulted in {tokens} "

@@ -1,145 +1,130 @@
 """The /v1 hot path, top to bottom. Each step raises a typed error from proxy/gateway/errors.py on refusal.
 
-chat_completion: parse -> authenticate -> resolve model -> limit -> reserve -> relay -> settle.
+``serve`` runs any endpoint's declaration (proxy/gateway/endpoints/): parse -> authenticate -> resolve model
+-> admit -> reserve -> relay -> settle. The listing and key routes below it read, and count nothing.
 """
 
 import asyncio
 import logging
 import time
 
-import orjson
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from portal.accounts.limits import LimiterUnavailable
+from billing.api_selectors import key_summary
+from billing.credits import Reservation, worst_case
+from portal.accounts.limits import LimiterUnavailable, Quota
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
-from proxy.gateway import catalog_cache, errors, streaming, tokens
+from proxy.gateway import admission, errors, settlement, spend, streaming
 from proxy.gateway.auth import KeyInfo
 from proxy.gateway.db import run_db
+from proxy.gateway.endpoints.base import Endpoint, Request
 from proxy.gateway.http import Incoming, dumps, send_json
-from proxy.gateway.schemas import ChatRequest, parse_chat_request
-from proxy.gateway.state import Gateway, gateway
+from proxy.gateway.runtime import Runtime
+from proxy.gateway.spend import SpendClaim
 from proxy.gateway.streaming import Lines, Tally
-from proxy.gateway.upstream import UPSTREAM_FAULTS, UpstreamFailure, first_answer, open_route, upstream_body
+from proxy.gateway.upstream import UPSTREAM_FAULTS, UpstreamFailure, first_answer, open_route
 
 log = logging.getLogger("proxy")
 
 OUTAGES = (DatabaseError, RedisError, LimiterUnavailable, OSError)
+ENDPOINT_OF_MODE = {
+    "chat": "/v1/chat/completions",
+    "embedding": "/v1/embeddings",
+    "completion": "/v1/completions",
+}
 
 
-async def list_models(req: Incoming) -> None:
-    gw = gateway()
-    key_hash, key = await gw.key_for(req.header(b"authorization"))
-    key, quota = await gw.check(key_hash, key, count=False)  # answers with the headers, counts nothing
-    req.headers_out += quota.headers()
-    listing = {"object": "list", "data": gw.catalog.listing(key.allowed_models)}
-    await send_json(req, 200, dumps(listing))
-
-
-async def retrieve_model(req: Incoming, model_id: str) -> None:
-    gw = gateway()
-    key_hash, key = await gw.key_for(req.header(b"authorization"))
-    key, quota = await gw.check(key_hash, key, count=False)
-    req.headers_out += quota.headers()
-    model = await gw.resolve(model_id, key.allowed_models)
-    await send_json(req, 200, dumps(model.openai()))
-
-
-async def key_self(req: Incoming) -> None:
-    """The calling key's limits, what remains of them, its spend and usage: the same answer as the management
-    API's GET /api/v1/key, so an inference client can check itself."""
-    from billing.api_selectors import key_summary
-
-    gw = gateway()
-    key_hash, key = await gw.key_for(req.header(b"authorization"))
-    key, quota = await gw.check(key_hash, key, count=False)
-    req.headers_out += quota.headers()
-    await send_json(req, 200, dumps(await run_db(key_summary, key_id=key.id)))
-
-
-async def chat_completion(req: Incoming) -> None:
-    gw = gateway()
-    body = parse_chat_request(req.body)  # 400 with `param` on any violation
-    key_hash, key = await gw.key_for(req.header(b"authorization"))  # 401 / 403; revocation is immediate
-    model = await gw.resolve(body.model, key.allowed_models)  # 404 / 403 before anything counts
-    _check_context(model, body, len(req.body))  # 400 context_length_exceeded
-    gw.check_recording()  # 503 while usage can't be recorded
-    key, quota = await _admit(gw, req, key_hash, key)  # 429 + Retry-After
-    model, hold = await _reserve(gw, req, key, quota, body)  # 402; never overdraws
+async def serve(rt: Runtime, req: Incoming, endpoint: Endpoint) -> None:
+    request = endpoint.parse(req.body)  # 400 with `param` on any violation
+    key_hash, key = await rt.keys.authenticate(req.header(b"authorization"))  # 401 / 403
+    model = await rt.catalog.resolve(request.model, key.allowed_models)  # 404 / 403 before anything counts
+    _check_serves(model, endpoint)  # 404 for a model of another endpoint
+    _check_context(endpoint, model, request, len(req.body))  # 400 context_length_exceeded
+    settlement.check_capacity(rt)  # 503 while usage can't be recorded
+    key, quota = await admission.admit(rt, req, key_hash, key)  # 429 + Retry-After
+    model, reservation, claim = await _reserve(rt, req, endpoint, key, quota, request)  # 402; never overdraws
     tally, status = Tally(), 500
     try:
-        status = await _relay(gw, req, model, body, tally)  # failover before the first byte
+        status = await _relay(rt, req, endpoint, model, request, tally)  # failover before the first byte
     except errors.ApiError as err:
         status, tally.error_code = err.status, err.code or err.type
         raise
     finally:
-        gw.settle(req=req, key=key, model=model, body=body, tally=tally, hold=hold, status=status)  # once
+        settlement.settle(
+            rt, req, endpoint=endpoint, key=key, model=model, request=request, tally=tally,
+            reservation=reservation, claim=claim, status=status,
+        )  # fmt: skip
 
 
-async def _admit(gw: Gateway, req: Incoming, key_hash: str, key: KeyInfo):
-    """Take a slot in the key's limits (every answer carries the limit headers), or refuse with 429."""
-    key, quota = await gw.check(key_hash, key, count=True, token=req.request_id.hex)
-    req.headers_out += quota.headers()
-    if quota.retry_after:
-        message = _limit_message(quota.verdict, key)
-        raise errors.rate_limited(message, retry_after=quota.retry_after, retry=quota.verdict == 1)
-    return key, quota
+def _check_serves(model: ModelInfo, endpoint: Endpoint) -> None:
+    if model.mode != endpoint.mode:
+        raise errors.wrong_endpoint(model.name, endpoint.path, ENDPOINT_OF_MODE.get(model.mode))
 
 
-async def _reserve(gw: Gateway, req: Incoming, key: KeyInfo, quota, body: ChatRequest):
-    """Set the worst case aside. A request refused here gives its limiter slot back: it never counted."""
+def _check_context(endpoint: Endpoint, model: ModelInfo, request: Request, size: int) -> None:
+    """Refuse an input longer than the model's context (400, as OpenAI does), counted locally.
+
+    Only a body that could be too long is counted: an input has at most two tokens per byte of its body
+    (text has at most one per byte, and a non-text part, estimated at 85 tokens, takes at least 46 bytes)."""
+    limit = model.context_length
+    if limit and size * 2 > limit:
+        request.prompt_tokens = endpoint.count_input(request)
+        if request.prompt_tokens > limit:
+            raise errors.context_length_exceeded(limit, request.prompt_tokens)
+
+
+async def _reserve(
+    rt: Runtime, req: Incoming, endpoint: Endpoint, key: KeyInfo, quota: Quota, request: Request
+) -> tuple[ModelInfo, Reservation | None, SpendClaim | None]:
+    """Set the worst case aside (free models need none). A request refused here gives its limiter slot back:
+    it never counted."""
     try:
-        model = catalog_cache.resolve(
-            gw.catalog, body.model, key.allowed_models
-        )  # the catalog may have just been reloaded
-        return model, await gw.reserve(key=key, model=model, request=body)
+        model = rt.catalog.resolve_now(
+            request.model, key.allowed_models
+        )  # the catalog may have just reloaded
+        if model.is_free:
+            return model, None, None
+        if request.prompt_tokens is None:
+            request.prompt_tokens = endpoint.count_input(request)
+        need = worst_case(
+            prompt_tokens=request.prompt_tokens, max_output=endpoint.max_output(request, model), model=model
+        )
+        reservation, claim = await spend.reserve(rt, key=key, need=need)
+        return model, reservation, claim
     except errors.ApiError:
-        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
+        await admission.refund(rt, key, quota)
         raise
     except OUTAGES:  # only a real outage is worth a retry
         log.exception("reserving credit failed (request %s)", req.request_id)
-        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
+        await admission.refund(rt, key, quota)
         raise errors.service_unavailable(
             "Credits could not be checked; nothing was charged. Please retry."
         ) from None
     except Exception:
         log.exception("reserving credit failed (request %s)", req.request_id)
-        await gw.limiter.refund(key_id=key.id, user_id=key.user_id, quota=quota)
+        await admission.refund(rt, key, quota)
         raise errors.internal_error() from None
 
 
-def _check_context(model: ModelInfo, body: ChatRequest, size: int) -> None:
-    """Refuse a prompt longer than the model's context (400, as OpenAI does), counted locally.
-
-    Only a body that could be too long is counted: a prompt has at most two tokens per byte of its body (text
-    has at most one per byte, and a non-text part, estimated at 85 tokens, takes at least 46 bytes of JSON)."""
-    limit = model.context_length
-    if limit and size * 2 > limit:
-        body.prompt_tokens = tokens.count_messages(body.messages)
-        if body.prompt_tokens > limit:
-            raise errors.context_length_exceeded(limit, body.prompt_tokens)
-
-
-def _limit_message(verdict: int, key: KeyInfo) -> str:
-    if verdict == 1:
-        return f"Rate limit reached: {key.rpm} requests per minute for this key. Retry after the Retry-After delay."
-    return f"Daily limit reached: {key.rpd} requests per day for this key. It resets at 00:00 UTC."
-
-
-async def _relay(gw: Gateway, req: Incoming, model: ModelInfo, body: ChatRequest, tally: Tally) -> int:
+async def _relay(
+    rt: Runtime, req: Incoming, endpoint: Endpoint, model: ModelInfo, request: Request, tally: Tally
+):
     """Send to the first route that answers, and relay its answer; the client going away cancels it.
 
     Returns the HTTP status the client got (499 when it left before the response began)."""
-    watcher = asyncio.create_task(_watch_disconnect(req, asyncio.current_task(), tally))
+    handler = asyncio.current_task()
+    assert handler is not None
+    watcher = asyncio.create_task(_watch_disconnect(req, handler, tally))
     try:
-        if body.stream:
-            return await _relay_stream(gw, req, model, body, tally)
-        return await _relay_plain(gw, req, model, body, tally)
+        if request.stream:
+            return await _relay_stream(rt, req, endpoint, model, request, tally)
+        return await _relay_plain(rt, req, endpoint, model, request, tally)
     except asyncio.CancelledError:
         if not tally.client_disconnected:
             raise
-        asyncio.current_task().uncancel()
+        handler.uncancel()
         return 200 if req.response_started else 499  # the client closed the connection; nothing more to send
     finally:
         req.finished = True
@@ -157,50 +142,38 @@ async def _watch_disconnect(req: Incoming, handler: asyncio.Task, tally: Tally) 
             return
 
 
-async def _relay_plain(gw: Gateway, req: Incoming, model: ModelInfo, body: ChatRequest, tally: Tally):
+async def _relay_plain(
+    rt: Runtime, req: Incoming, endpoint: Endpoint, model: ModelInfo, request, tally: Tally
+):
     async def attempt(route: RouteInfo):
-        response = await open_route(gw.session, route, upstream_body(body.body, route, False), False)
+        payload = endpoint.upstream_body(request, route, False)
+        response = await open_route(rt.session, route, endpoint.upstream_path, payload, False)
         try:
             async with asyncio.timeout(route.provider.idle_timeout):
                 raw = await response.read()
-            return _completion(raw)
+            return endpoint.check_answer(raw)
         except UPSTREAM_FAULTS as exc:
             raise UpstreamFailure("timeout" if isinstance(exc, TimeoutError) else "garbage") from None
         finally:
             response.release()
 
     waited = time.perf_counter()
-    tally.route, completion = await first_answer(gw.circuits, model, attempt)
+    tally.route, answer = await first_answer(rt.circuits, model, attempt)
     req.upstream_time += time.perf_counter() - waited
     tally.first_token_at = time.perf_counter()
-    tally.take_choices(completion["choices"])
-    tally.take_usage(completion.get("usage"))
-    await send_json(req, 200, dumps(completion))
+    endpoint.take_answer(tally, answer)
+    await send_json(req, 200, endpoint.write_answer(request, answer))
     return 200
 
 
-def _completion(raw: bytes) -> dict:
-    """The upstream's completion, with the fields OpenAI's schema requires filled in when an upstream omits
-    them (strict clients validate them). Raises ValueError for anything that is not a completion."""
-    data = orjson.loads(raw)
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise ValueError("not a chat completion")
-    data.setdefault("object", "chat.completion")
-    for choice in data["choices"]:
-        if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
-            raise ValueError("a choice without a message")
-        choice.setdefault("logprobs", None)
-        choice.setdefault("finish_reason", "stop")
-        choice["message"].setdefault("refusal", None)
-        choice["message"].setdefault("content", None)
-    return data
-
-
-async def _relay_stream(gw: Gateway, req: Incoming, model: ModelInfo, body: ChatRequest, tally: Tally):
+async def _relay_stream(
+    rt: Runtime, req: Incoming, endpoint: Endpoint, model: ModelInfo, request, tally: Tally
+):
     keepalive = settings.STREAM_KEEPALIVE_SECONDS
 
     async def attempt(route: RouteInfo):
-        response = await open_route(gw.session, route, upstream_body(body.body, route, True), True)
+        payload = endpoint.upstream_body(request, route, True)
+        response = await open_route(rt.session, route, endpoint.upstream_path, payload, True)
         lines = Lines(response, route.provider.first_byte_timeout, route.provider.idle_timeout)
         try:
             return response, lines, await streaming.first_event(lines, keepalive)
@@ -209,13 +182,39 @@ async def _relay_stream(gw: Gateway, req: Incoming, model: ModelInfo, body: Chat
             raise UpstreamFailure("timeout" if isinstance(exc, TimeoutError) else "garbage") from None
 
     waited = time.perf_counter()
-    tally.route, (response, lines, first) = await first_answer(gw.circuits, model, attempt)
+    tally.route, (response, lines, first) = await first_answer(rt.circuits, model, attempt)
     req.upstream_time += time.perf_counter() - waited
     try:
         await streaming.relay_stream(
-            req, lines, first, tally, include_usage=body.include_usage, keepalive_every=keepalive
+            req, lines, first, tally, include_usage=request.include_usage, keepalive_every=keepalive
         )
     finally:
         # Closed, not drained: when the client has gone, the upstream should stop generating at once.
         response.close()
     return 200
+
+
+# --- reads: they carry the limit headers and count nothing -------------------------------------------------
+
+
+async def list_models(rt: Runtime, req: Incoming) -> None:
+    key = await _caller(rt, req)
+    await send_json(req, 200, dumps({"object": "list", "data": rt.catalog.listing(key.allowed_models)}))
+
+
+async def retrieve_model(rt: Runtime, req: Incoming, model_id: str) -> None:
+    key = await _caller(rt, req)
+    model = await rt.catalog.resolve(model_id, key.allowed_models)
+    await send_json(req, 200, dumps(model.openai()))
+
+
+async def key_self(rt: Runtime, req: Incoming) -> None:
+    """The calling key's limits, what remains of them, its spend and usage: the same answer as the management
+    API's GET /api/v1/key, so an inference client can check itself."""
+    key = await _caller(rt, req)
+    await send_json(req, 200, dumps(await run_db(key_summary, key_id=key.id)))
+
+
+async def _caller(rt: Runtime, req: Incoming) -> KeyInfo:
+    key_hash, key = await rt.keys.authenticate(req.header(b"authorization"))
+    return await admission.peek(rt, req, key_hash, key)

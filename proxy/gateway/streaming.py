@@ -54,6 +54,9 @@ class Tally:
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
+            text = choice.get("text")  # a legacy completion's choice
+            if isinstance(text, str) and text:
+                self.pieces.append(text)
             part = choice.get("delta") or choice.get("message") or {}
             if isinstance(part, dict):
                 content = part.get("content")

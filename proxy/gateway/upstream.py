@@ -16,8 +16,9 @@ import aiohttp
 import orjson
 
 from portal.logs import redact
-from proxy.catalog.snapshot import Circuits, ModelInfo, ProviderInfo, RouteInfo
+from proxy.catalog.snapshot import ModelInfo, ProviderInfo, RouteInfo
 from proxy.gateway import demo, errors
+from proxy.gateway.circuits import Circuits
 
 T = TypeVar("T")
 
@@ -38,17 +39,12 @@ class UpstreamFailure(Exception):
     client_error: errors.ApiError | None = None  # set when the request itself was refused: don't fail over
 
 
-def upstream_body(body: dict, route: RouteInfo, stream: bool) -> bytes:
-    """The client's body for this route: the upstream's model name, and usage asked for on streams.
-
-    One output limit per request: when ``max_tokens`` and ``max_completion_tokens`` disagree, the second wins
-    (it is OpenAI's current name, and what the reservation was sized from), and it goes upstream under both
-    names. Whichever of the two an upstream honours, it can't produce more than was reserved.
-    """
+def routed_body(body: dict, route: RouteInfo, stream: bool, extra: dict | None = None) -> bytes:
+    """The client's body for this route: the upstream's model name, ``extra`` fields, and usage asked for on
+    streams (the gateway needs it; the usage chunk is kept back unless the client asked for it too)."""
     out = {**body, "model": route.upstream_model}
-    limit = body.get("max_completion_tokens")
-    if limit is not None and body.get("max_tokens") not in (None, limit):
-        out["max_tokens"] = limit
+    if extra:
+        out.update(extra)
     if stream and route.provider.stream_usage:
         out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     return orjson.dumps(out)
@@ -70,16 +66,17 @@ def _timeout(connect: float) -> aiohttp.ClientTimeout:
 
 
 async def open_route(
-    session: aiohttp.ClientSession, route: RouteInfo, payload: bytes, stream: bool
+    session: aiohttp.ClientSession, route: RouteInfo, path: str, payload: bytes, stream: bool
 ) -> aiohttp.ClientResponse | demo.DemoResponse:
-    """Send the request and wait for the response headers (the first byte), within the provider's timeouts."""
+    """Send the request to ``path`` under the provider's base URL and wait for the response headers (the
+    first byte), within the provider's timeouts."""
     provider = route.provider
     if provider.kind == "demo":
-        return demo.respond(orjson.loads(payload), stream)
+        return demo.respond(path, orjson.loads(payload), stream)
     try:
         async with asyncio.timeout(provider.connect_timeout + provider.first_byte_timeout):
             response = await session.post(
-                f"{provider.base_url}/chat/completions", data=payload, headers=_headers(provider.secret),
+                f"{provider.base_url}{path}", data=payload, headers=_headers(provider.secret),
                 timeout=_timeout(provider.connect_timeout), allow_redirects=False,
             )  # fmt: skip
     except TimeoutError:

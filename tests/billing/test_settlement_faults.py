@@ -19,7 +19,8 @@ from billing.settlement import Finished, Settler
 from portal.accounts import keys
 from portal.accounts.notify import versions_sync
 from proxy.catalog.snapshot import load_catalog
-from proxy.gateway import accounting, tokens
+from proxy.gateway import settlement, tokens
+from proxy.gateway.endpoints.chat import CHAT
 from proxy.gateway.auth import load_key
 from proxy.gateway.db import run_db
 from proxy.gateway.schemas import ChatRequest
@@ -54,9 +55,9 @@ async def settle(
     """What the gateway does with a finished request: make its record, settle its reservation, write it."""
     hold = await credits.reserve(account_id=key.account_id, amount=Decimal("0.5"))
     tally.route = model.routes[0]
-    record = accounting.finished(
-        request_id=uuid.uuid4(), started=time.perf_counter() - 1, key=key, model=model, route=tally.route,
-        body=body, tally=tally, status=200, hold=hold, raw_size=raw_size,
+    record = settlement.finished(
+        request_id=uuid.uuid4(), started=time.perf_counter() - 1, endpoint=CHAT, key=key, model=model,
+        route=tally.route, request=body, tally=tally, status=200, reservation=hold, raw_size=raw_size,
     )  # fmt: skip
     credits.settle(hold, record.cost)
     settler = Settler(run_db, 3600, credits)
@@ -149,3 +150,42 @@ async def test_records_the_database_refuses_do_not_hold_back_their_batch(paid):
     assert LedgerEntry.objects.filter(request_id__in=rows).count() == 4
     account = account_of(key)
     assert (account.balance, account.held) == (Decimal(9), 0)
+
+
+def chat_record(key, model, **fields) -> Finished:
+    """A free chat completion's record, with ``fields`` changed."""
+    chat = Finished(
+        request_id=uuid.uuid4(), user_id=key.user_id, account_id=key.account_id, hold_id=None, key_id=key.id,
+        model_id=model.id, provider_id=None, prompt_tokens=1, completion_tokens=1, tokens_estimated=False,
+        cost=Decimal(0), status=200, error_code="", latency_ms=1, ttft_ms=1, streamed=False, finish_reason="stop",
+        client_disconnected=False, created_at=timezone.now(),
+    )  # fmt: skip
+    return replace(chat, **fields)
+
+
+async def test_each_record_names_its_endpoint_and_a_bare_one_keeps_it(paid):
+    key, model, credits = paid
+    batch = [
+        chat_record(key, model),
+        chat_record(key, model, endpoint="embeddings"),
+        chat_record(key, model, endpoint="completions", finish_reason="st\x00p"),
+    ]
+    settler = Settler(run_db, 3600, credits)
+    for f in batch:
+        settler.add(f)
+    assert await settler.flush(everything=True) is False
+    rows = {r.pk: r for r in UsageRecord.objects.filter(pk__in=[f.request_id for f in batch])}
+    assert [rows[f.request_id].endpoint for f in batch] == ["chat.completions", "embeddings", "completions"]
+    assert rows[batch[2].request_id].note == "record_failed"  # refused, then written bare: still a completion
+
+
+def test_a_raw_insert_that_leaves_the_endpoint_out_records_a_chat_completion(paid):
+    """What a bulk load without the column (COPY on PostgreSQL) gets: the database's default."""
+    from billing.settlement import _usage_row, insert_rows
+
+    key, model, _ = paid
+    record = chat_record(key, model, endpoint="embeddings")
+    row = _usage_row(record)
+    del row["endpoint"]
+    insert_rows(UsageRecord, [row])
+    assert UsageRecord.objects.get(pk=record.request_id).endpoint == "chat.completions"

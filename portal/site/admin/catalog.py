@@ -43,7 +43,7 @@ class ProviderForm(forms.ModelForm):
         model = Provider
         fields = [
             "name", "kind", "base_url", "enabled", "api_key_env", "connect_timeout", "first_byte_timeout",
-            "idle_timeout", "stream_usage", "circuit_threshold", "circuit_cooldown",
+            "idle_timeout", "stream_usage", "responses", "circuit_threshold", "circuit_cooldown",
         ]  # fmt: skip
 
     def clean_base_url(self) -> str:
@@ -84,7 +84,7 @@ class ProviderAdmin(admin.ModelAdmin):
     search_fields = ["name", "base_url"]
     readonly_fields = ["secret_state", "recent_errors", "circuit", "created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["name", "kind", "base_url", "enabled"]}),
+        (None, {"fields": ["name", "kind", "base_url", "responses", "enabled"]}),
         ("Secret", {"fields": ["secret_state", "secret", "clear_secret", "api_key_env"]}),
         ("Timeouts", {"fields": ["connect_timeout", "first_byte_timeout", "idle_timeout", "stream_usage"]}),
         (
@@ -174,7 +174,7 @@ class ModelForm(forms.ModelForm):
     class Meta:
         model = Model
         fields = [
-            "name", "owned_by", "description", "enabled", "input_usd_per_mtok", "output_usd_per_mtok",
+            "name", "mode", "owned_by", "description", "enabled", "input_usd_per_mtok", "output_usd_per_mtok",
             "context_length", "max_output_tokens",
         ]  # fmt: skip
 
@@ -228,14 +228,14 @@ class RouteInline(admin.TabularInline):
 class ModelAdmin(admin.ModelAdmin):
     form = ModelForm
     list_display = [
-        "name", "owned_by", "input_usd_per_mtok", "output_usd_per_mtok", "is_free", "context_length",
+        "name", "mode", "owned_by", "input_usd_per_mtok", "output_usd_per_mtok", "is_free", "context_length",
         "max_output_tokens", "enabled", "route_count",
     ]  # fmt: skip
-    list_filter = ["enabled", "owned_by"]
+    list_filter = ["enabled", "mode", "owned_by"]
     search_fields = ["name", "owned_by", "description"]
     readonly_fields = ["created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["name", "owned_by", "description", "enabled"]}),
+        (None, {"fields": ["name", "mode", "owned_by", "description", "enabled"]}),
         (
             "Prices (USD per million tokens)",
             {"fields": ["free", "input_usd_per_mtok", "output_usd_per_mtok"]},

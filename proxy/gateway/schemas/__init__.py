@@ -17,15 +17,13 @@ has the failure helper and generic checkers, ``messages`` the messages and their
 
 from dataclasses import dataclass
 
-import orjson
-
-from proxy.gateway import errors
 from proxy.gateway.schemas.basics import (
     Checker,
     boolean,
     enum,
     fail,
     integer,
+    load_body,
     number,
     object_or_null,
     show,
@@ -71,13 +69,7 @@ class ChatRequest:
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
-    try:
-        body = orjson.loads(raw)
-    except (orjson.JSONDecodeError, TypeError):
-        # orjson also raises JSONDecodeError past its nesting limit, so deep bodies end here, not in a
-        # RecursionError.
-        raise errors.invalid_request("The request body is not valid JSON.") from None
-    return validate_chat_request(body)
+    return validate_chat_request(load_body(raw))
 
 
 def validate_chat_request(body: object) -> ChatRequest:

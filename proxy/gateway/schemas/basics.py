@@ -7,6 +7,8 @@ so messages read the same whichever field they are about.
 from collections.abc import Callable
 from typing import NoReturn
 
+import orjson
+
 from proxy.gateway import errors
 
 Checker = Callable[[object, str], None]
@@ -17,6 +19,25 @@ MISSING = object()
 
 def fail(param: str | None, message: str) -> NoReturn:
     raise errors.invalid_request(message, param=param)
+
+
+def load_body(raw: bytes) -> dict:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    try:
+        body = orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError):
+        # orjson also raises JSONDecodeError past its nesting limit, so deep bodies end here, not in a
+        # RecursionError.
+        raise errors.invalid_request("The request body is not valid JSON.") from None
+    if type(body) is not dict:
+        fail(None, f"The request body must be a JSON object, got {show(body)}.")
+    return body
+
+
+def require_model(body: dict) -> None:
+    value = body.get("model", MISSING)
+    if type(value) is not str or not value:
+        fail("model", f"You must provide a model parameter (a non-empty string), got {show(value)}.")
 
 
 def show(value: object) -> str:

@@ -1,0 +1,78 @@
+"""The gateway process's resources: created by the ASGI lifespan, handed to every request, closed at shutdown.
+
+The lifespan keeps the runtime in its state (``scope["state"]``), which the server copies into each request's
+scope, as Starlette does; nothing is created at import time, and a test can build a runtime of its own.
+"""
+
+import asyncio
+import contextlib
+import os
+import socket
+from dataclasses import dataclass, field
+
+import aiohttp
+from django.conf import settings
+
+from billing.credits import Credits
+from billing.settlement import Settler
+from portal.accounts.limits import Limiter, make_limiter
+from proxy.gateway import tokens
+from proxy.gateway.auth import Keys
+from proxy.gateway.catalog_cache import CatalogCache
+from proxy.gateway.circuits import Circuits
+from proxy.gateway.db import run_db
+
+STATE_KEY = "gateway"
+
+
+@dataclass(eq=False)
+class Runtime:
+    name: str  # host:pid, the owner of this process's credit holds
+    limiter: Limiter
+    keys: Keys
+    catalog: CatalogCache
+    circuits: Circuits
+    credits: Credits
+    settler: Settler
+    session: aiohttp.ClientSession
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+
+async def runtime_start() -> Runtime:
+    tokens.count_text("warm up")  # loads the vocabulary now, not on the first request
+    limiter = make_limiter()
+    # Without a shared limiter another process can't tell us about a change, so don't trust a cache long.
+    ttl = settings.KEY_CACHE_SECONDS if settings.REDIS_URL else min(settings.KEY_CACHE_SECONDS, 5.0)
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    credits = Credits(run_db, name, settings.HOLD_TIMEOUT_SECONDS)
+    catalog = CatalogCache(limiter)
+    await catalog.start()
+    rt = Runtime(
+        name=name, limiter=limiter, keys=Keys(ttl), catalog=catalog, circuits=Circuits(), credits=credits,
+        settler=Settler(run_db, settings.SETTLE_FLUSH_SECONDS, credits), session=_session(),
+    )  # fmt: skip
+    rt.tasks.append(asyncio.create_task(catalog.watch(), name="catalog-watch"))
+    rt.settler.start()
+    return rt
+
+
+def _session() -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=settings.UPSTREAM_POOL_SIZE, limit_per_host=settings.UPSTREAM_POOL_SIZE, keepalive_timeout=30
+    )
+    # No cookies, no proxies from the environment, no redirects (set per request): an upstream is an API.
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=True
+    )
+
+
+async def runtime_stop(rt: Runtime) -> None:
+    """Record everything and return every hold before the process exits (the settler's final flush)."""
+    await rt.settler.stop()
+    for task in rt.tasks:
+        task.cancel()
+    for task in rt.tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await rt.session.close()
+    await rt.limiter.close()

@@ -1,0 +1,176 @@
+"""Settlement: a finished request's usage record, its reservation released and its real cost charged.
+
+The record is made here (tokens, cost, timings) and handed to this process's batch writer
+(billing/settlement.py), which writes it with its ledger debit soon after.
+
+Settlement must never fail to record an admitted request: a request that goes unrecorded is served for free
+and keeps its credit held. So each step that can fail is caught here, and the record is written all the same,
+with a ``note`` saying what went wrong and an estimate that errs towards the customer:
+
+- the local token count fails: tokens are estimated from the text's size, at 8 UTF-8 bytes a token (about
+  half of what English text has per token, so the estimate is low, never high);
+- the price can't be computed (a price missing, say): the request is recorded with its tokens and costs 0;
+- anything else: the request is recorded with what is known for sure (who, what model, the status), no tokens
+  and no charge.
+
+A charge that would pass the request's reservation is capped at it (an upstream over-reporting its usage must
+not overdraw). That means the worst-case estimate was wrong, so it is logged and noted as ``cost_capped``.
+"""
+
+import logging
+import time
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from billing.credits import Reservation
+from billing.models import UsageNote as Note
+from billing.pricing import cost as price_of
+from billing.settlement import Finished
+from proxy.catalog.snapshot import ModelInfo, RouteInfo
+from proxy.gateway import errors, spend
+from proxy.gateway.auth import KeyInfo
+from proxy.gateway.endpoints.base import Endpoint, Request
+from proxy.gateway.http import Incoming
+from proxy.gateway.runtime import Runtime
+from proxy.gateway.spend import SpendClaim
+from proxy.gateway.streaming import Tally
+
+log = logging.getLogger("proxy")
+
+ROUGH_BYTES_PER_TOKEN = 8
+MAX_TOKENS = 2**31 - 1  # what a usage record's token columns hold
+
+
+def settle(
+    rt: Runtime, req: Incoming, *, endpoint: Endpoint, key: KeyInfo, model: ModelInfo, request: Request,
+    tally: Tally, reservation: Reservation | None, claim: SpendClaim | None, status: int,
+) -> None:  # fmt: skip
+    """Record the request exactly once and release its reservation; the write itself is batched. Never
+    fails to do either: the record is made whatever went wrong."""
+    record = finished(
+        request_id=req.request_id, started=req.started, endpoint=endpoint, key=key, model=model,
+        route=tally.route, request=request, tally=tally, status=status, reservation=reservation,
+        raw_size=len(req.body),
+    )  # fmt: skip
+    try:
+        if reservation is not None:
+            rt.credits.settle(reservation, record.cost)
+        spend.adjust(rt, claim, record.cost)
+    finally:
+        rt.settler.add(record)
+
+
+def check_capacity(rt: Runtime) -> None:
+    """Refuse new requests (503) while too many finished ones wait to be written: an admitted request must
+    always be recordable, so the queue is bounded here, before admission, and never drops a record."""
+    if rt.settler.pending >= settings.SETTLE_MAX_PENDING:
+        raise errors.service_unavailable(
+            "Usage can't be recorded right now; nothing was charged. Please retry shortly.", retry_after=2
+        )
+
+
+def token_counts(endpoint: Endpoint, request: Request, tally: Tally) -> tuple[int, int, bool]:
+    """Input and output tokens: the upstream's usage, else a local count (flagged as estimated)."""
+    if tally.prompt_tokens is not None and tally.completion_tokens is not None:
+        return tally.prompt_tokens, tally.completion_tokens, False
+    prompt = request.prompt_tokens if request.prompt_tokens is not None else endpoint.count_input(request)
+    return prompt, endpoint.count_output(tally), True
+
+
+def rough_counts(tally: Tally, raw_size: int) -> tuple[int, int, bool]:
+    """Token counts that need no tokenizer: the upstream's where it sent them, else from the text's size."""
+    prompt, completion = tally.prompt_tokens, tally.completion_tokens
+    if prompt is None or completion is None:
+        prompt = raw_size // ROUGH_BYTES_PER_TOKEN
+        completion = sum(len(p.encode("utf-8", "replace")) for p in tally.pieces) // ROUGH_BYTES_PER_TOKEN
+    return prompt, completion, True
+
+
+def finished(
+    *, request_id: uuid.UUID, started: float, endpoint: Endpoint, key: KeyInfo, model: ModelInfo,
+    route: RouteInfo | None, request: Request, tally: Tally, status: int, reservation: Reservation | None,
+    raw_size: int = 0,
+) -> Finished:  # fmt: skip
+    """The record of one admitted request. Nothing produced means nothing charged. Never raises."""
+    try:
+        return _record(request_id, started, endpoint, key, model, route, request, tally, status, reservation,
+                       raw_size)  # fmt: skip
+    except Exception:
+        log.exception("request %s could not be accounted; recorded without tokens or charge", request_id)
+        return _bare_record(request_id, started, key, model, route, request, status, reservation)
+
+
+def _record(
+    request_id, started, endpoint, key, model, route, request, tally, status, reservation, raw_size
+) -> Finished:
+    produced = route is not None and (tally.first_token_at is not None or tally.completion_tokens is not None)
+    note = Note.NONE
+    prompt, completion, estimated = 0, 0, False
+    if produced:
+        try:
+            prompt, completion, estimated = token_counts(endpoint, request, tally)
+        except Exception:
+            log.exception(
+                "request %s: tokens could not be counted; estimated from the text's size", request_id
+            )
+            prompt, completion, estimated = rough_counts(tally, raw_size)
+            note = Note.COUNT_FAILED
+    prompt, completion = min(prompt, MAX_TOKENS), min(completion, MAX_TOKENS)
+    amount = Decimal(0)
+    if produced and reservation is not None:
+        amount, charge_note = _charge(request_id, model, prompt, completion, reservation)
+        note = note or charge_note
+    ttft = _elapsed_ms(started, tally.first_token_at) if tally.first_token_at else None
+    return Finished(
+        request_id=request_id, user_id=key.user_id, account_id=key.account_id,
+        hold_id=reservation.hold_id if reservation else None, key_id=key.id, model_id=model.id,
+        provider_id=route.provider.id if route else None, prompt_tokens=prompt, completion_tokens=completion,
+        tokens_estimated=estimated, cost=amount, status=status, error_code=clean_text(tally.error_code, 64),
+        latency_ms=_elapsed_ms(started), ttft_ms=ttft, streamed=request.stream,
+        finish_reason=clean_text(tally.finish_reason, 32), client_disconnected=tally.client_disconnected,
+        created_at=timezone.now(), note=note,
+    )  # fmt: skip
+
+
+def _charge(request_id, model: ModelInfo, prompt: int, completion: int, reservation: Reservation):
+    """The request's cost and why it is not the plain price, if it isn't: never more than was reserved."""
+    try:
+        amount = price_of(
+            prompt_tokens=prompt, completion_tokens=completion,
+            input_price=model.input_price, output_price=model.output_price,
+        )  # fmt: skip
+    except Exception:
+        log.exception("request %s could not be priced; recorded at no charge", request_id)
+        return Decimal(0), Note.PRICE_FAILED
+    if amount > reservation.amount:
+        log.warning(
+            "request %s on model %s cost %s USD, more than its reservation of %s USD: charged the reservation",
+            request_id, model.name, amount, reservation.amount,
+        )  # fmt: skip
+        return reservation.amount, Note.COST_CAPPED
+    return amount, Note.NONE
+
+
+def _bare_record(request_id, started, key, model, route, request, status, reservation) -> Finished:
+    return Finished(
+        request_id=request_id, user_id=key.user_id, account_id=key.account_id,
+        hold_id=reservation.hold_id if reservation else None, key_id=key.id, model_id=model.id,
+        provider_id=route.provider.id if route else None, prompt_tokens=0, completion_tokens=0,
+        tokens_estimated=True, cost=Decimal(0), status=status, error_code="", latency_ms=_elapsed_ms(started),
+        ttft_ms=None, streamed=bool(getattr(request, "stream", False)), finish_reason="", client_disconnected=False,
+        created_at=timezone.now(), note=Note.RECORD_FAILED,
+    )  # fmt: skip
+
+
+def _elapsed_ms(started: float, until: float | None = None) -> int:
+    elapsed = (time.perf_counter() if until is None else until) - started
+    return max(0, min(round(elapsed * 1000), MAX_TOKENS))
+
+
+def clean_text(value: object, limit: int) -> str:
+    """A short text column's value from whatever an upstream sent: a string, without NUL (which PostgreSQL
+    refuses in text), clipped to the column."""
+    return str(value).replace("\x00", "")[:limit] if value else ""
