@@ -3,32 +3,63 @@
 The test-suite points the gateway's providers at it, and the benchmark uses it as the "direct upstream"
 baseline, so it speaks real HTTP over a real socket and stays cheap per request.
 
+Endpoints, each also under any path prefix (``/{prefix}/v1/...``, see :meth:`FakeUpstream.url_for`):
+``POST /v1/chat/completions``, ``POST /v1/completions`` (legacy), ``POST /v1/embeddings``, ``GET /v1/models``
+and ``GET /v1/models/{id}``.
+
 Behaviour is chosen by the ``model`` field of the request body (the gateway forwards the provider's upstream
-model name there). Grammar: ``<base>[:<param>]``.
+model name there). Grammar: ``<base>[:<param>]``. The same behaviours apply to every POST endpoint; the
+stream-only ones do nothing to embeddings, which never stream.
 
 =========================  ===========================================================================
-``echo`` / anything else   success; content is ``"You said: " + <last user text>`` (whitespace collapsed)
+``echo`` / anything else   success; content is ``"You said: " + <last user text>`` (whitespace collapsed);
+                           legacy completions: ``"You said: " + <prompt> [+ " " + <suffix>]``
 ``long:N``                 success with exactly N content words ``"w1 w2 ... wN"``
 ``no-usage``               success, but ``usage`` is never sent (not even with ``include_usage``)
+``float-only``             embeddings: always answer float arrays, even when ``base64`` is asked for
 ``fail-NNN[:S]``           HTTP NNN with an OpenAI error body; ``Retry-After: S`` (``fail-429``: 1 by default)
 ``hang``                   accept the request and never answer
 ``slow-first-byte:S``      wait S seconds before the response headers, then behave normally
 ``slow-stream[:S]``        streams wait S seconds (default 0.1) between chunks; at least 20 content words
+                           (before ``max_tokens``, which legacy completions default to 16)
 ``slow-first-token:S``     streams send their headers at once, then wait S seconds before the first event
-``cut-after:N``            stream: headers + role chunk + N content chunks, then abort the TCP connection;
-                           non-stream: headers + half the body, then abort
+``cut-after:N``            chat stream: headers + role chunk + N content chunks, then abort the TCP connection;
+                           legacy completion stream: headers + N chunks, then abort;
+                           non-stream (embeddings too): headers + half the body, then abort
 ``garbage``                HTTP 200, ``application/json``, body that is not JSON
 ``early-close``            close the connection without sending any response
 =========================  ===========================================================================
 
-Request options honoured on success: ``stream``, ``stream_options.include_usage``, ``max_tokens`` /
+Chat options honoured on success: ``stream``, ``stream_options.include_usage``, ``max_tokens`` /
 ``max_completion_tokens`` (truncates, finish_reason ``length``), ``response_format`` ``json_object``
 (content is ``{"echo": "<text>"}``) and ``tools`` / ``tool_choice`` (answers with a call to the first, or
 the named, tool).
 
-Token accounting is deterministic so billing tests can predict it: prompt_tokens is the number of
-whitespace-separated words in all message text plus 3 per message; completion_tokens is the number of content
-words, i.e. the number of streamed content chunks (a tool call counts as its 2 chunks: name and arguments).
+Legacy completions take ``prompt`` as a string, strings, token ids or token-id lists (token ``id`` reads as
+the word ``t<id>``; a null prompt is ``<|endoftext|>``), and honour ``max_tokens`` (default 16, finish_reason
+``length``), ``stop`` (generation ends before the first word whose addition makes the generated text contain
+a stop sequence; finish_reason ``stop``), ``suffix`` (the model reads it after the prompt, so its words join
+the echo), ``echo`` (the prompt's words come first in ``text``), ``n`` (choice ``prompt_index * n + j``; the
+``n`` choices of a prompt are identical), ``best_of`` (only billed), ``logprobs`` (0..5: every token has
+logprob ``-(len(token.strip()) % 7 + 1) / 8``; ``text_offset`` counts from the start of the choice's
+``text``), ``stream`` and ``stream_options.include_usage``. A stream sends each choice in turn, one chunk per
+word, then a chunk with its finish_reason, then [the usage chunk, ``choices: []``] and ``[DONE]``.
+
+Embeddings take ``input`` in the same four forms (an empty string is rejected), ``dimensions`` (default 8)
+and ``encoding_format`` ``float`` (default) or ``base64`` (little-endian float32, as OpenAI sends). Vectors
+come from :func:`embedding_vector`: deterministic, unit length, float32-exact, so both encodings carry the
+very same numbers.
+
+Token accounting is deterministic so billing tests can predict it (a "word" is a whitespace-separated word):
+
+* chat: prompt_tokens is the number of words in all message text plus 3 per message; completion_tokens is
+  the number of content words, i.e. the number of streamed content chunks (a tool call counts as its 2
+  chunks: name and arguments);
+* legacy completions: prompt_tokens is the number of words (or token ids) of every prompt, plus the words of
+  ``suffix`` once per prompt; completion_tokens is, summed over the prompts, the number of generated words
+  (the echoed prompt not included) times ``max(n, best_of)``, as OpenAI bills ``best_of``;
+* embeddings: prompt_tokens = total_tokens = the words of each string item plus the length of each token
+  list.
 
 Run in the foreground with ``python -m tests.upstream --port 9100`` (or ``python tests/upstream.py``).
 """
@@ -37,16 +68,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import functools
+import hashlib
 import itertools
 import json
 import math
 import os
 import signal
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +110,10 @@ FINGERPRINT = "fp_fakeupstream"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 GARBAGE_BODY = b"<html><body>502 this is not JSON {"
 DONE_EVENT = b"data: [DONE]\n\n"
+DEFAULT_EMBEDDING_DIMENSIONS = 8
+LEGACY_MAX_TOKENS = 16  # OpenAI's default for the legacy completions endpoint
+LEGACY_MAX_LOGPROBS = 5
+END_OF_TEXT = "<|endoftext|>"
 
 _RUN_TAG = os.urandom(4).hex()
 _ids = itertools.count(1)
@@ -177,6 +215,51 @@ def error_response(
     return web.Response(status=status, body=_dumps(body), content_type="application/json", headers=headers)
 
 
+class InvalidRequest(ValueError):
+    """A request a real upstream would refuse with a 400; raised while planning the answer."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(slots=True)
+class Reply:
+    """A planned successful answer: a JSON body, or SSE events of which the first ``lead`` carry no content
+    (so ``cut-after:N`` counts content events whatever the endpoint's stream opens with)."""
+
+    request_id: str
+    payload: bytes | list[bytes]
+    lead: int = 1
+
+
+# A planner turns (request body, behaviour, stream?) into a Reply, or raises InvalidRequest.
+Planner = Callable[[dict[str, Any], Behaviour, bool], Reply]
+
+
+def wants_usage(body: dict[str, Any]) -> bool:
+    return bool((body.get("stream_options") or {}).get("include_usage"))
+
+
+def pad_words(words: list[str], pad_to: int) -> list[str]:
+    if len(words) < pad_to:
+        return words + [f"word{i}" for i in range(1, pad_to - len(words) + 1)]
+    return words
+
+
+def long_words(behaviour: Behaviour) -> list[str]:
+    return [f"w{i}" for i in range(1, behaviour.integer(10) + 1)]
+
+
+def padding_for(behaviour: Behaviour) -> int:
+    """How many words the echoed text is padded to, so that slow and cut streams have enough chunks."""
+    if behaviour.name == "slow-stream":
+        return SLOW_STREAM_MIN_WORDS
+    if behaviour.name == "cut-after":
+        return behaviour.integer(3) + 1  # so the cut always lands before the end of the content
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ completion
 
 
@@ -227,10 +310,8 @@ def completion_limit(body: dict[str, Any]) -> int | None:
 def reply_words(body: dict[str, Any], behaviour: Behaviour, pad_to: int) -> list[str]:
     """The content words of the reply; the content is always ``" ".join(words)``."""
     if behaviour.name == "long":
-        return [f"w{i}" for i in range(1, behaviour.integer(10) + 1)]
-    text_words = last_user_text(body.get("messages") or []).split()
-    if len(text_words) < pad_to:
-        text_words += [f"word{i}" for i in range(1, pad_to - len(text_words) + 1)]
+        return long_words(behaviour)
+    text_words = pad_words(last_user_text(body.get("messages") or []).split(), pad_to)
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") == "json_object":
         # The text has no whitespace but single spaces, so splitting the JSON on spaces is lossless.
@@ -272,12 +353,7 @@ def plan_completion(body: dict[str, Any], behaviour: Behaviour) -> Completion:
     words: list[str] = []
     finish_reason = "tool_calls" if tool_name else "stop"
     if not tool_name:
-        pad_to = 0
-        if behaviour.name == "slow-stream":
-            pad_to = SLOW_STREAM_MIN_WORDS
-        elif behaviour.name == "cut-after":
-            pad_to = behaviour.integer(3) + 1  # so the cut always lands before the end of the content
-        words = reply_words(body, behaviour, pad_to)
+        words = reply_words(body, behaviour, padding_for(behaviour))
         limit = completion_limit(body)
         if limit is not None and len(words) > limit:
             words, finish_reason = words[:limit], "length"
@@ -354,6 +430,322 @@ def stream_events(c: Completion, include_usage: bool) -> list[bytes]:
         events.append(b"data: " + _dumps({**base, "choices": [], "usage": c.usage}) + b"\n\n")
     events.append(DONE_EVENT)
     return events
+
+
+def chat_reply(body: dict[str, Any], behaviour: Behaviour, stream: bool) -> Reply:
+    completion = plan_completion(body, behaviour)
+    if stream:
+        return Reply(completion.id, stream_events(completion, wants_usage(body)))
+    return Reply(completion.id, completion_body(completion))
+
+
+# ------------------------------------------------------------------------------------ prompts and inputs
+
+# One prompt of a legacy completion, or one input of an embedding: a text or a list of token ids.
+Item = str | list[int]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def input_items(value: Any, param: str) -> list[Item]:
+    """The items of a ``prompt`` or ``input``: a string, an array of strings, an array of token ids (one
+    item) or an array of token-id arrays."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value:
+        if all(isinstance(v, str) for v in value):
+            return value
+        if all(_is_int(v) for v in value):
+            return [value]
+        if all(isinstance(v, list) and v and all(_is_int(t) for t in v) for v in value):
+            return value
+    raise InvalidRequest(
+        f"'{param}' must be a string, an array of strings, an array of tokens or an array of token arrays.",
+        param,
+    )
+
+
+def item_words(item: Item) -> list[str]:
+    return item.split() if isinstance(item, str) else [f"t{t}" for t in item]
+
+
+def int_param(body: dict[str, Any], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise InvalidRequest(f"'{name}' must be an integer {bounds}.", name)
+    return value
+
+
+# ------------------------------------------------------------------------------------------ embeddings
+
+
+def _canonical_json(item: Any) -> bytes:
+    return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _vector(canonical: bytes, dimensions: int) -> tuple[float, ...]:
+    digest = hashlib.sha256(canonical).digest()
+    stream = [digest]
+    while len(stream) * 8 < dimensions:  # 8 four-byte components per digest
+        digest = hashlib.sha256(digest).digest()
+        stream.append(digest)
+    units = struct.unpack_from(f"<{dimensions}I", b"".join(stream))
+    raw = [u / 2**31 - 1.0 for u in units]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    # Rounded to float32 so that the float and the base64 encodings carry exactly the same numbers.
+    return struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(x / norm for x in raw)))
+
+
+def embedding_vector(
+    item: str | Sequence[int], dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS
+) -> list[float]:
+    """The embedding of one input item (a text or token ids), as the fake upstream answers it.
+
+    The sha256 digest of the item's compact UTF-8 JSON (``"text"`` or ``[1,2,3]``), extended as needed by
+    hashing the previous digest again, is read as little-endian uint32s, mapped to [-1, 1), normalised to
+    unit length and rounded to float32.
+    """
+    return list(_vector(_canonical_json(item if isinstance(item, str) else list(item)), dimensions))
+
+
+def embedding_base64(vector: Sequence[float]) -> str:
+    """OpenAI's ``base64`` encoding of an embedding: its little-endian float32 bytes."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def embeddings_reply(body: dict[str, Any], behaviour: Behaviour, stream: bool) -> Reply:
+    """A CreateEmbeddingResponse; embeddings never stream, whatever ``stream`` says."""
+    items = input_items(body.get("input"), "input")
+    if "" in items:
+        raise InvalidRequest("'input' cannot contain an empty string.", "input")
+    dimensions = int_param(body, "dimensions", DEFAULT_EMBEDDING_DIMENSIONS, 1)
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise InvalidRequest("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+    as_base64 = encoding == "base64" and behaviour.name != "float-only"
+    data = []
+    for index, item in enumerate(items):
+        vector = embedding_vector(item, dimensions)
+        data.append(
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": embedding_base64(vector) if as_base64 else vector,
+            }
+        )
+    answer: dict[str, Any] = {"object": "list", "data": data, "model": str(body.get("model"))}
+    if behaviour.name != "no-usage":
+        tokens = sum(len(item.split()) if isinstance(item, str) else len(item) for item in items)
+        answer["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return Reply(_new_id("req_"), _dumps(answer))
+
+
+# ---------------------------------------------------------------------------------- legacy completions
+
+
+@dataclass(slots=True)
+class TextChoice:
+    index: int
+    tokens: list[str]  # the words of ``text``, each but the first with its leading space
+    finish_reason: str
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+
+@dataclass(slots=True)
+class TextCompletion:
+    """Everything needed to answer a legacy completion, computed once for either wire format."""
+
+    id: str
+    created: int
+    model: str
+    choices: list[TextChoice]
+    logprobs: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    send_usage: bool
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+def stop_sequences(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return [s for s in value if s]
+    raise InvalidRequest("'stop' must be a string or an array of strings.", "stop")
+
+
+def words_before_stop(words: list[str], stops: list[str]) -> int | None:
+    """How many words come before the first one whose addition makes the text contain a stop sequence."""
+    text = " ".join(words)
+    ends = [text.find(s) + len(s) for s in stops if s in text]
+    if not ends:
+        return None
+    end, position = min(ends), 0
+    for i, word in enumerate(words):
+        position += len(word)
+        if position >= end:
+            return i
+        position += 1
+    return len(words)
+
+
+def generate_words(
+    prompt_words: list[str], suffix_words: list[str], behaviour: Behaviour, stops: list[str], limit: int
+) -> tuple[list[str], str]:
+    """The generated words of one prompt and their finish_reason."""
+    if behaviour.name == "long":
+        words = long_words(behaviour)
+    else:
+        words = ["You", "said:", *pad_words(prompt_words + suffix_words, padding_for(behaviour))]
+    kept = words_before_stop(words, stops) if stops else None
+    if len(words) > limit and (kept is None or kept >= limit):
+        return words[:limit], "length"
+    return (words, "stop") if kept is None else (words[:kept], "stop")
+
+
+def plan_text_completion(body: dict[str, Any], behaviour: Behaviour) -> TextCompletion:
+    if "prompt" not in body:
+        raise InvalidRequest("you must provide a prompt parameter", "prompt")
+    prompts = [END_OF_TEXT] if body["prompt"] is None else input_items(body["prompt"], "prompt")
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise InvalidRequest("'suffix' must be a string.", "suffix")
+    suffix_words = suffix.split() if suffix else []
+    stops = stop_sequences(body.get("stop"))
+    limit = int_param(body, "max_tokens", LEGACY_MAX_TOKENS, 0)
+    n = int_param(body, "n", 1, 1)
+    # best_of candidates are generated, and billed, for every prompt; only n of them are returned.
+    runs = max(n, int_param(body, "best_of", 1, 0))
+    logprobs = (
+        None if body.get("logprobs") is None else int_param(body, "logprobs", 0, 0, LEGACY_MAX_LOGPROBS)
+    )
+    echo = bool(body.get("echo"))
+    choices: list[TextChoice] = []
+    prompt_tokens = completion_tokens = 0
+    for p, prompt in enumerate(prompts):
+        words = item_words(prompt)
+        prompt_tokens += len(words) + len(suffix_words)
+        generated, finish_reason = generate_words(words, suffix_words, behaviour, stops, limit)
+        completion_tokens += len(generated) * runs
+        shown = words + generated if echo else generated
+        tokens = [word if i == 0 else " " + word for i, word in enumerate(shown)]
+        choices += [TextChoice(p * n + j, tokens, finish_reason) for j in range(n)]
+    return TextCompletion(
+        id=_new_id("cmpl-"),
+        created=int(time.time()),
+        model=str(body.get("model")),
+        choices=choices,
+        logprobs=logprobs,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        send_usage=behaviour.name != "no-usage",
+    )
+
+
+def token_logprob(token: str) -> float:
+    """A made-up but stable logprob: a multiple of 1/8, so it survives JSON exactly."""
+    return -((len(token.strip()) % 7) + 1) / 8
+
+
+def logprobs_object(tokens: list[str], top: int, offset: int = 0) -> dict[str, Any]:
+    """The legacy ``logprobs`` of ``tokens``, which start ``offset`` characters into the choice's text."""
+    token_logprobs = [token_logprob(t) for t in tokens]
+    top_logprobs = []
+    for token, logprob in zip(tokens, token_logprobs, strict=True):
+        alternatives = {token: logprob}
+        for k in range(1, top):
+            alternatives.setdefault(f" alt{k}", logprob - k)
+        top_logprobs.append(alternatives)
+    offsets = list(itertools.accumulate((len(t) for t in tokens[:-1]), initial=offset)) if tokens else []
+    return {
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top_logprobs,
+        "text_offset": offsets,
+    }
+
+
+def text_completion_body(c: TextCompletion) -> bytes:
+    """A ``text_completion`` object (CreateCompletionResponse)."""
+    choices = [
+        {
+            "text": choice.text,
+            "index": choice.index,
+            "logprobs": None if c.logprobs is None else logprobs_object(choice.tokens, c.logprobs),
+            "finish_reason": choice.finish_reason,
+        }
+        for choice in c.choices
+    ]
+    body: dict[str, Any] = {
+        "id": c.id,
+        "object": "text_completion",
+        "created": c.created,
+        "model": c.model,
+        "choices": choices,
+        "system_fingerprint": FINGERPRINT,
+    }
+    if c.send_usage:
+        body["usage"] = c.usage
+    return _dumps(body)
+
+
+def text_stream_events(c: TextCompletion, include_usage: bool) -> list[bytes]:
+    """All SSE events of a legacy stream: each choice's word chunks and finish chunk, [usage], [DONE]."""
+    base: dict[str, Any] = {
+        "id": c.id,
+        "object": "text_completion",
+        "created": c.created,
+        "model": c.model,
+        "system_fingerprint": FINGERPRINT,
+    }
+    if include_usage:
+        base["usage"] = None
+
+    def chunk(index: int, text: str, logprobs: dict[str, Any] | None, finish_reason: str | None) -> bytes:
+        choice = {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish_reason}
+        return b"data: " + _dumps({**base, "choices": [choice]}) + b"\n\n"
+
+    events = []
+    for choice in c.choices:
+        offset = 0
+        for token in choice.tokens:
+            logprobs = None if c.logprobs is None else logprobs_object([token], c.logprobs, offset)
+            events.append(chunk(choice.index, token, logprobs, None))
+            offset += len(token)
+        logprobs = None if c.logprobs is None else logprobs_object([], c.logprobs)
+        events.append(chunk(choice.index, "", logprobs, choice.finish_reason))
+    if include_usage and c.send_usage:
+        events.append(b"data: " + _dumps({**base, "choices": [], "usage": c.usage}) + b"\n\n")
+    events.append(DONE_EVENT)
+    return events
+
+
+def text_completion_reply(body: dict[str, Any], behaviour: Behaviour, stream: bool) -> Reply:
+    completion = plan_text_completion(body, behaviour)
+    if stream:
+        return Reply(completion.id, text_stream_events(completion, wants_usage(body)), lead=0)
+    return Reply(completion.id, text_completion_body(completion))
+
+
+# -------------------------------------------------------------------------------------------- models
 
 
 def models_body(models: tuple[str, ...]) -> bytes:
@@ -560,6 +952,8 @@ class FakeUpstream:
             app.router.add_get(root + "/v1/models", self._list_models)
             app.router.add_get(root + "/v1/models/{model_id}", self._get_model)
             app.router.add_post(root + "/v1/chat/completions", self._chat_completions)
+            app.router.add_post(root + "/v1/completions", self._completions)
+            app.router.add_post(root + "/v1/embeddings", self._embeddings)
         app.router.add_route("*", "/{tail:.*}", self._unknown_path)
         return app
 
@@ -628,6 +1022,27 @@ class FakeUpstream:
         return error_response(404, f"Unknown path: {request.method} {request.path}", code="unknown_url")
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read_json(request)
+        if isinstance(body, web.Response):
+            return body
+        return await self._respond(request, body, body["model"], bool(body.get("stream")))
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read_json(request)
+        if isinstance(body, web.Response):
+            return body
+        return await self._serve(
+            request, body, body["model"], bool(body.get("stream")), text_completion_reply
+        )
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read_json(request)
+        if isinstance(body, web.Response):
+            return body
+        return await self._serve(request, body, body["model"], False, embeddings_reply)
+
+    async def _read_json(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The body of a POST, recorded; or the 400 a real upstream gives a body without JSON or model."""
         raw = await request.read()
         try:
             body = _loads(raw) if raw else None
@@ -639,11 +1054,18 @@ class FakeUpstream:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return error_response(400, "you must provide a model parameter", param="model")
-        return await self._respond(request, body, model, bool(body.get("stream")))
+        return body
 
     async def _respond(
         self, request: web.Request, body: dict[str, Any], model: str, stream: bool
     ) -> web.StreamResponse:
+        """Answer a chat completion; subclasses override this to add chat behaviours."""
+        return await self._serve(request, body, model, stream, chat_reply)
+
+    async def _serve(
+        self, request: web.Request, body: dict[str, Any], model: str, stream: bool, plan: Planner
+    ) -> web.StreamResponse:
+        """Play the behaviour ``model`` names; on success send what ``plan`` makes of the request."""
         behaviour = parse_behaviour(model)
         status = behaviour.fail_status
         if status is not None:
@@ -661,26 +1083,32 @@ class FakeUpstream:
             return self._let_go(request, model, stream, 0)
         if name == "slow-first-byte" and not await self._pause(request, behaviour.number(1.0)):
             return self._let_go(request, model, stream, 0)
-        completion = plan_completion(body, behaviour)
+        try:
+            reply = plan(body, behaviour, stream)
+        except InvalidRequest as exc:
+            return error_response(400, str(exc), param=exc.param)
         cut_after = behaviour.integer(3) if name == "cut-after" else None
-        if stream:
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if isinstance(reply.payload, list):
             delay = behaviour.number(SLOW_STREAM_DELAY) if name == "slow-stream" else 0.0
-            events = stream_events(completion, include_usage)
             first_delay = behaviour.number(1.0) if name == "slow-first-token" else 0.0
-            return await self._stream(request, model, events, delay, cut_after, first_delay)
+            return await self._stream(
+                request, model, reply.payload, delay, cut_after, first_delay, reply.lead
+            )
         if cut_after is not None:
-            return await self._cut_body(request, completion_body(completion))
-        body_bytes, headers = completion_body(completion), {"x-request-id": completion.id}
-        return web.Response(body=body_bytes, content_type="application/json", headers=headers)
+            return await self._cut_body(request, reply.payload)
+        headers = {"x-request-id": reply.request_id}
+        return web.Response(body=reply.payload, content_type="application/json", headers=headers)
 
     async def _stream(
         self, request: web.Request, model: str, events: list[bytes], delay: float, cut_after: int | None,
-        first_delay: float = 0.0,
+        first_delay: float = 0.0, lead: int = 1,
     ) -> web.StreamResponse:  # fmt: skip
-        """Write SSE events one by one, noticing a client that goes away mid-stream."""
+        """Write SSE events one by one, noticing a client that goes away mid-stream.
+
+        ``cut_after`` aborts the connection after the ``lead`` opening events and that many more.
+        """
         response = web.StreamResponse(headers=SSE_HEADERS)
-        limit = len(events) if cut_after is None else min(len(events), 1 + cut_after)
+        limit = len(events) if cut_after is None else min(len(events), lead + cut_after)
         sent = 0
         try:
             await response.prepare(request)
