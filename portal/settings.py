@@ -181,7 +181,7 @@ if REDIS_URL:
 else:
     # A filesystem broker works across the processes of one machine with nothing else installed.
     _celery_dir = VAR_DIR / "celery"
-    for sub in ("in", "processed", "results"):
+    for sub in ("in", "processed", "results", "control"):
         (_celery_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -189,6 +189,8 @@ else:
         "data_folder_out": str(_celery_dir / "in"),
         "processed_folder": str(_celery_dir / "processed"),
         "store_processed": False,
+        # The exchange tables; kombu's default is ./control, which every worker would write into the checkout.
+        "control_folder": str(_celery_dir / "control"),
     }
     CELERY_RESULT_BACKEND = f"file://{_celery_dir / 'results'}"
 CELERY_TIMEZONE = "UTC"
