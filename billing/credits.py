@@ -1,19 +1,20 @@
-"""Credit holds for paid models, without a database round trip per request: leased credit.
+"""Credit for paid models, held without a database round trip per request.
 
-A gateway process takes a slice of an account's available credit (``balance - held``) into a ``Hold`` row with
-one conditional UPDATE that can never take more than is available, so the sum of all slices never exceeds the
-balance. Requests then reserve their worst-case cost from the slice in memory (atomic: the event loop runs one
-reservation at a time). The settlement flush (billing/settlement.py) consumes each request's real cost from the
-slice and the balance together, and returns slices that have gone idle. A crashed process's slices expire and
-``release_stale_holds`` returns them; a live process renews its slices well before they expire.
+A gateway process takes a **hold** on part of an account's available credit (``balance - held``): a ``Hold``
+row, taken with one conditional UPDATE that can never take more than is available, so the holds of all
+processes never add up to more than the balance. Each paid request then takes a **reservation** of its worst
+case from its process's hold, in memory (atomic: the event loop runs one reservation at a time). Settlement
+(billing/settlement.py) consumes each request's real cost from the hold and the balance together, and gives
+back holds that have gone idle. A crashed process's holds expire and ``release_stale_holds`` returns them; a
+live process renews its holds well before they expire.
 
-Slices start at the size of the request that needs one and double while an account keeps needing more within
-a few seconds, so a quiet account never locks away more than its next request, and a busy one touches the
-database rarely. An idle slice goes back after 5 s, so that another process can spend that credit. The one
-exception is a slice that is a sliver of what the account has: at most 1% of its available credit (and at most
-1,024 worst cases). No other process could miss it, so it is taken whole, even for a quiet account, and kept for
-a minute: an account with many keys and sparse traffic then pays for one database round trip a minute per
-process instead of one per paid request, and a busy one for one every thousand requests.
+A hold starts at the size of the request that needs one and doubles while an account keeps needing more
+within a few seconds, so a quiet account never locks away more than its next request, and a busy one touches
+the database rarely. An idle hold goes back after 5 s, so that another process can spend that credit. The one
+exception is a small hold: at most 1% of the account's available credit (and at most 1,024 worst cases). No
+other process could miss it, so it is taken whole, even for a quiet account, and kept for a minute: an account
+with many keys and sparse traffic then pays for one database round trip a minute per process instead of one
+per paid request, and a busy one for one every thousand requests.
 """
 
 import asyncio
@@ -28,15 +29,17 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import pricing
+from billing.models import Account, Hold
 
 PROMPT_MARGIN = 1.25
 DEFAULT_MAX_OUTPUT = 4096  # output cap for the worst case when neither the request nor the model sets one
 IDLE_RETURN_SECONDS = 5.0
-SLIVER_SHARE = Decimal("0.01")  # a slice this small a share of the account's available credit is a sliver...
-SLIVER_IDLE_SECONDS = 60.0  # ...and is kept this long while idle
+# A hold of at most this share of the account's available credit is small, and is kept a minute while idle.
+SMALL_HOLD_SHARE = Decimal("0.01")
+SMALL_HOLD_IDLE_SECONDS = 60.0
 GROWTH_WINDOW_SECONDS = 5.0
-MAX_SLICE_FACTOR = 64
-SLIVER_WORST_CASES = 1024
+MAX_HOLD_FACTOR = 64
+SMALL_HOLD_WORST_CASES = 1024
 
 
 class InsufficientCredits(Exception):
@@ -46,7 +49,9 @@ class InsufficientCredits(Exception):
 
 
 @dataclass(slots=True)
-class Lease:
+class ProcessHold:
+    """One of this process's holds (a ``Hold`` row), as the process tracks it between writes."""
+
     account_id: int
     hold_id: int
     amount: Decimal  # what the Hold row holds, net of costs already consumed here
@@ -64,6 +69,8 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
+    """One request's worst case, set aside in its process's hold until the request settles."""
+
     account_id: int
     hold_id: int
     amount: Decimal
@@ -81,17 +88,15 @@ def worst_case(*, prompt_tokens: int, max_output: int, model) -> Decimal:
     )  # fmt: skip
 
 
-def lease_take(*, account_id: int, hold_id: int | None, want: Decimal, minimum: Decimal, owner: str,
-               expires_at, sliver: Decimal = Decimal(0)) -> tuple[int | None, Decimal, Decimal]:  # fmt: skip
+def hold_take(*, account_id: int, hold_id: int | None, want: Decimal, minimum: Decimal, owner: str,
+               expires_at, small: Decimal = Decimal(0)) -> tuple[int | None, Decimal, Decimal]:  # fmt: skip
     """Move up to ``want`` (at least ``minimum``) of available credit into this process's hold; up to
-    ``sliver`` when that is more and is at most SLIVER_SHARE of the available credit. Sync.
+    ``small`` when that is more and is at most SMALL_HOLD_SHARE of the available credit. Sync.
 
     Returns (hold id, amount taken, available before the take); the hold id is None when even ``minimum`` is
     not available. The UPDATE's condition is what makes overdraft impossible; the locked read before it only
-    sizes the slice.
+    sizes the hold.
     """
-    from billing.models import Account, Hold
-
     with transaction.atomic():
         # Lock order everywhere: accounts (by id), then holds, then keys; see billing/settlement.py.
         row = (
@@ -101,7 +106,7 @@ def lease_take(*, account_id: int, hold_id: int | None, want: Decimal, minimum: 
             .first()
         )
         available = row["balance"] - row["held"] if row else Decimal(0)
-        take = min(max(want, min(sliver, available * SLIVER_SHARE)), available)
+        take = min(max(want, min(small, available * SMALL_HOLD_SHARE)), available)
         if take < minimum or take <= 0:
             return None, Decimal(0), max(available, Decimal(0))
         if not Account.objects.filter(pk=account_id, balance__gte=F("held") + take).update(
@@ -119,89 +124,89 @@ def lease_take(*, account_id: int, hold_id: int | None, want: Decimal, minimum: 
 
 
 class Credits:
-    """This process's leases, by account."""
+    """This process's holds, by account."""
 
     def __init__(self, run_db, owner: str, hold_timeout: float) -> None:
         self._run_db = run_db
         self.owner = owner
         self.hold_timeout = hold_timeout
-        self.leases: dict[int, Lease] = {}  # the slice each account's new requests reserve from
-        self.retiring: dict[int, Lease] = {}  # by hold id: no new reservations, returned once settled
+        self.holds: dict[int, ProcessHold] = {}  # the hold each account's new requests reserve from
+        self.retiring: dict[int, ProcessHold] = {}  # by hold id: no new reservations, returned once settled
         self._locks: dict[int, asyncio.Lock] = {}
 
     async def reserve(self, *, account_id: int, amount: Decimal) -> Reservation:
-        lease = self._usable(account_id)
-        if lease is None or lease.free < amount:
+        hold = self._usable(account_id)
+        if hold is None or hold.free < amount:
             async with self._locks.setdefault(account_id, asyncio.Lock()):
-                lease = await self._top_up(account_id, amount)
-        lease.reserved += amount
-        lease.idle_since = time.monotonic()
-        return Reservation(account_id, lease.hold_id, amount)
+                hold = await self._top_up(account_id, amount)
+        hold.reserved += amount
+        hold.idle_since = time.monotonic()
+        return Reservation(account_id, hold.hold_id, amount)
 
     def settle(self, reservation: Reservation, cost: Decimal) -> None:
-        """The request is over: free its worst case, and consume its real cost from the slice."""
-        lease = self.leases.get(reservation.account_id)
-        if lease is None or lease.hold_id != reservation.hold_id:
-            lease = self.retiring.get(reservation.hold_id)
-        if lease is not None:
-            lease.reserved -= reservation.amount
-            lease.amount -= cost
-            lease.idle_since = time.monotonic()
+        """The request is over: free its worst case, and consume its real cost from the hold."""
+        hold = self.holds.get(reservation.account_id)
+        if hold is None or hold.hold_id != reservation.hold_id:
+            hold = self.retiring.get(reservation.hold_id)
+        if hold is not None:
+            hold.reserved -= reservation.amount
+            hold.amount -= cost
+            hold.idle_since = time.monotonic()
 
-    def _usable(self, account_id: int) -> Lease | None:
-        lease = self.leases.get(account_id)
-        # Stop using a slice well before it could expire: release_stale_holds may then hand it back.
-        if lease is not None and lease.expires_at - time.time() < self.hold_timeout / 2:
-            self._drop(lease)
+    def _usable(self, account_id: int) -> ProcessHold | None:
+        hold = self.holds.get(account_id)
+        # Stop using a hold well before it could expire: release_stale_holds may then hand it back.
+        if hold is not None and hold.expires_at - time.time() < self.hold_timeout / 2:
+            self._drop(hold)
             return None
-        return lease
+        return hold
 
-    async def _top_up(self, account_id: int, amount: Decimal) -> Lease:
-        lease = self._usable(account_id)
-        if lease is not None and lease.free >= amount:
-            return lease  # another request topped it up while this one waited
+    async def _top_up(self, account_id: int, amount: Decimal) -> ProcessHold:
+        hold = self._usable(account_id)
+        if hold is not None and hold.free >= amount:
+            return hold  # another request topped it up while this one waited
         now = time.monotonic()
-        factor = 1 if lease is None or now - lease.last_topup > GROWTH_WINDOW_SECONDS else lease.factor
-        missing = amount - (lease.free if lease else Decimal(0))
+        factor = 1 if hold is None or now - hold.last_topup > GROWTH_WINDOW_SECONDS else hold.factor
+        missing = amount - (hold.free if hold else Decimal(0))
         expires = timezone.now() + timedelta(seconds=self.hold_timeout)
         hold_id, taken, available = await self._run_db(
-            lease_take, account_id=account_id, hold_id=lease.hold_id if lease else None,
+            hold_take, account_id=account_id, hold_id=hold.hold_id if hold else None,
             want=missing + amount * (factor - 1), minimum=missing, owner=self.owner, expires_at=expires,
-            sliver=amount * SLIVER_WORST_CASES,
+            small=amount * SMALL_HOLD_WORST_CASES,
         )  # fmt: skip
         if hold_id is None:
-            raise InsufficientCredits(amount, available + (lease.free if lease else Decimal(0)))
-        if lease is None or lease.hold_id != hold_id:
-            lease = Lease(account_id, hold_id, Decimal(0), expires.timestamp())
-            self.leases[account_id] = lease
-        lease.amount += taken
-        lease.expires_at = expires.timestamp()
-        lease.last_topup, lease.factor = now, min(factor * 2, MAX_SLICE_FACTOR)
-        sliver = lease.amount <= available * SLIVER_SHARE
-        lease.keep_idle = SLIVER_IDLE_SECONDS if sliver else IDLE_RETURN_SECONDS
-        return lease
+            raise InsufficientCredits(amount, available + (hold.free if hold else Decimal(0)))
+        if hold is None or hold.hold_id != hold_id:
+            hold = ProcessHold(account_id, hold_id, Decimal(0), expires.timestamp())
+            self.holds[account_id] = hold
+        hold.amount += taken
+        hold.expires_at = expires.timestamp()
+        hold.last_topup, hold.factor = now, min(factor * 2, MAX_HOLD_FACTOR)
+        small = hold.amount <= available * SMALL_HOLD_SHARE
+        hold.keep_idle = SMALL_HOLD_IDLE_SECONDS if small else IDLE_RETURN_SECONDS
+        return hold
 
-    def _drop(self, lease: Lease) -> None:
-        """Take no new reservations from this slice; it is returned once its requests have settled."""
-        if self.leases.get(lease.account_id) is lease:
-            del self.leases[lease.account_id]
-            self.retiring[lease.hold_id] = lease
+    def _drop(self, hold: ProcessHold) -> None:
+        """Take no new reservations from this hold; it is returned once its requests have settled."""
+        if self.holds.get(hold.account_id) is hold:
+            del self.holds[hold.account_id]
+            self.retiring[hold.hold_id] = hold
 
     def collect_idle(self, *, everything: bool = False, now: float | None = None) -> list[int]:
-        """Hold ids to return now: idle slices (or all, at shutdown) with no request in flight.
+        """Hold ids to return now: idle holds (or all, at shutdown) with no request in flight.
 
-        Returning a slice with requests in flight could let another process take credit those requests
-        may still spend, so such a slice waits. So does one whose account is being topped up: the top-up may
+        Returning a hold with requests in flight could let another process take credit those requests
+        may still spend, so such a hold waits. So does one whose account is being topped up: the top-up may
         be adding to this very hold, and a request is about to reserve from it."""
         now = time.monotonic() if now is None else now
-        for lease in list(self.leases.values()):
-            idle = everything or now - lease.idle_since > lease.keep_idle
-            if lease.reserved == 0 and idle and not self._topping_up(lease.account_id):
-                self._drop(lease)
+        for hold in list(self.holds.values()):
+            idle = everything or now - hold.idle_since > hold.keep_idle
+            if hold.reserved == 0 and idle and not self._topping_up(hold.account_id):
+                self._drop(hold)
         done = [
             hold_id
-            for hold_id, lease in self.retiring.items()
-            if lease.reserved <= 0 and not self._topping_up(lease.account_id)
+            for hold_id, hold in self.retiring.items()
+            if hold.reserved <= 0 and not self._topping_up(hold.account_id)
         ]
         for hold_id in done:
             del self.retiring[hold_id]
@@ -212,14 +217,14 @@ class Credits:
         return lock is not None and lock.locked()
 
     def active_holds(self) -> list[int]:
-        return [lease.hold_id for lease in self.leases.values()] + list(self.retiring)
+        return [hold.hold_id for hold in self.holds.values()] + list(self.retiring)
 
     def renewed(self, asked: list[int], alive: set[int], expires_at: float) -> None:
         """After a heartbeat for the ``asked`` holds: extend those that still exist, forget those released as
-        stale. A slice taken while the heartbeat ran was not asked about; it is neither, and stays."""
+        stale. A hold taken while the heartbeat ran was not asked about; it is neither, and stays."""
         gone = set(asked) - alive
-        for lease in list(self.leases.values()):
-            if lease.hold_id in alive:
-                lease.expires_at = expires_at
-            elif lease.hold_id in gone and self.leases.get(lease.account_id) is lease:
-                del self.leases[lease.account_id]
+        for hold in list(self.holds.values()):
+            if hold.hold_id in alive:
+                hold.expires_at = expires_at
+            elif hold.hold_id in gone and self.holds.get(hold.account_id) is hold:
+                del self.holds[hold.account_id]

@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from billing.credits import lease_take
+from billing.credits import hold_take
 from billing.models import Account, LedgerEntry
 from billing.services import account_for, credits_deduct, credits_grant, hold_release
 from portal.accounts.models import AuditEntry
@@ -64,7 +64,7 @@ def test_a_deduction_may_not_take_the_available_balance_below_zero(live_db, make
     account = account_for(user=make_user())
     credits_grant(account=account, amount=Decimal("5"), reason="test funds", actor=None)
     # A gateway holds 2 USD for requests in flight: only 3 USD is available.
-    hold_id, _, _ = lease_take(
+    hold_id, _, _ = hold_take(
         account_id=account.pk, hold_id=None, want=Decimal(2), minimum=Decimal(2), owner="test",
         expires_at=timezone.now() + timedelta(minutes=5),
     )  # fmt: skip

@@ -1,8 +1,8 @@
 """Reconciliation under live paid traffic: it reads one snapshot of the books, so a settlement that commits
 while it reads is seen whole or not at all, and only real drift is reported.
 
-Settlement here is the real ``write_batch``, fed the way a gateway feeds it: each round takes a credit slice
-per account (``lease_take``), settles requests from it, and now and then hands the slice back. Every committed
+Settlement here is the real ``write_batch``, fed the way a gateway feeds it: each round takes a credit hold
+per account (``hold_take``), settles requests from it, and now and then hands the hold back. Every committed
 state of these books balances exactly, so any drift a run reports on them is a torn read or a seeded lie.
 """
 
@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import jobs
-from billing.credits import lease_take
+from billing.credits import hold_take
 from billing.models import Account
 from billing.services import account_for, credits_grant
 from billing.settlement import Finished, write_batch
@@ -69,36 +69,36 @@ class Settling:
         self._thread = threading.Thread(target=self._run, name="settling", daemon=True)
 
     def _run(self) -> None:
-        slices: dict[int, int | None] = {account_id: None for _, account_id, _ in self.books}
+        holds: dict[int, int | None] = {account_id: None for _, account_id, _ in self.books}
         try:
             while not self._stop.is_set():
-                self._round(slices)
-            write_batch([], [h for h in slices.values() if h], retry=False, touch_keys=set())
+                self._round(holds)
+            write_batch([], [h for h in holds.values() if h], retry=False, touch_keys=set())
         except BaseException as exc:  # reported by the test, not lost with the thread
             self.errors.append(exc)
         finally:
             connection.close()
 
-    def _round(self, slices: dict[int, int | None]) -> None:
-        """Reserve a batch's worth from each account's slice, then settle it; every fourth batch also hands
-        the slices back, as idle slices go back in a gateway."""
+    def _round(self, holds: dict[int, int | None]) -> None:
+        """Reserve a batch's worth from each account's hold, then settle it; every fourth batch also hands
+        the holds back, as idle holds go back in a gateway."""
         expires = timezone.now() + timedelta(minutes=10)
         want = COST * PER_ACCOUNT
-        for account_id, hold_id in slices.items():
-            slices[account_id], taken, _ = lease_take(
+        for account_id, hold_id in holds.items():
+            holds[account_id], taken, _ = hold_take(
                 account_id=account_id, hold_id=hold_id, want=want, minimum=want, owner="test-recon",
                 expires_at=expires,
             )  # fmt: skip
             assert taken == want
         batch = [
-            finished(key, model_id, account_id, slices[account_id])
+            finished(key, model_id, account_id, holds[account_id])
             for key, account_id, model_id in self.books
             for _ in range(PER_ACCOUNT)
         ]
-        releases = [h for h in slices.values() if h] if self.batches % 4 == 3 else []
+        releases = [h for h in holds.values() if h] if self.batches % 4 == 3 else []
         write_batch(batch, releases, retry=False, touch_keys=set())
         if releases:
-            slices.update(dict.fromkeys(slices))
+            holds.update(dict.fromkeys(holds))
         self.batches += 1
 
     def start(self) -> None:

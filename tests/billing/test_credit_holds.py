@@ -1,5 +1,5 @@
-"""A process's credit slices (billing/credits.py) stay tracked through heartbeats and top-ups, so a graceful
-stop returns every one of them and no request reserves from a slice that is being handed back."""
+"""A process's credit holds (billing/credits.py) stay tracked through heartbeats and top-ups, so a graceful
+stop returns every one of them and no request reserves from a hold that is being handed back."""
 
 import asyncio
 import time
@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing import jobs
-from billing.credits import Credits, lease_take
+from billing.credits import Credits, hold_take
 from billing.models import Account, Hold, LedgerEntry
 from billing.services import account_for, credits_grant
 from billing.settlement import Finished, holds_renew, write_batch
@@ -35,7 +35,7 @@ async def test_a_slice_taken_during_a_heartbeat_is_kept_and_returned_at_stop(mak
     credits = Credits(run_db, "test-heartbeat", 120)
     one = await credits.reserve(account_id=first, amount=Decimal("0.5"))
 
-    asked = credits.active_holds()  # the heartbeat starts with the slices it knows of...
+    asked = credits.active_holds()  # the heartbeat starts with the holds it knows of...
     two = await credits.reserve(account_id=second, amount=Decimal("0.5"))  # ...a new one is taken meanwhile
     expires = timezone.now() + timedelta(seconds=120)
     credits.renewed(asked, await run_db(holds_renew, asked, expires), expires.timestamp())
@@ -61,16 +61,16 @@ async def test_a_slice_being_topped_up_is_not_handed_back(make_user):
     credits = Credits(slow_db, "test-top-up", 120)
     gate.set()
     first = await credits.reserve(account_id=account, amount=Decimal("0.5"))
-    credits.settle(first, Decimal(0))  # the slice is idle now, with 0.5 USD free in it
+    credits.settle(first, Decimal(0))  # the hold is idle now, with 0.5 USD free in it
 
     gate.clear()
     bigger = asyncio.create_task(credits.reserve(account_id=account, amount=Decimal("2")))
     await asyncio.sleep(0.05)  # the top-up is waiting on the database
-    assert credits.collect_idle(everything=True) == []  # a graceful stop's sweep leaves this slice alone
+    assert credits.collect_idle(everything=True) == []  # a graceful stop's sweep leaves this hold alone
     gate.set()
     reservation = await bigger
 
-    assert reservation.hold_id == first.hold_id  # it grew the slice the sweep left alone
+    assert reservation.hold_id == first.hold_id  # it grew the hold the sweep left alone
     hold = Hold.objects.get(pk=reservation.hold_id)
     assert hold.amount >= Decimal("2")  # the reservation is backed by the hold, in the database
     credits.settle(reservation, Decimal("0.25"))
@@ -101,23 +101,23 @@ def test_a_batch_costs_the_same_statements_for_one_request_or_many_and_settles_e
     model_id = Model.objects.get(name=catalog["echo"]).pk
     credits = Credits(run_db, "test-batch", 120)
 
-    def slices(n: int) -> list[tuple]:
-        """n funded accounts, each with a key and a 1 USD slice of its 10 USD."""
+    def holds(n: int) -> list[tuple]:
+        """n funded accounts, each with a key and a 1 USD hold of its 10 USD."""
         out = []
         for _ in range(n):
             account_id = funded_account(make_user)
             key, _ = make_key(owner=Account.objects.get(pk=account_id).user)
-            hold_id, _, _ = lease_take(account_id=account_id, hold_id=None, want=Decimal(1), minimum=Decimal(1),
+            hold_id, _, _ = hold_take(account_id=account_id, hold_id=None, want=Decimal(1), minimum=Decimal(1),
                                     owner=credits.owner, expires_at=timezone.now() + timedelta(minutes=2))  # fmt: skip
             out.append((key, account_id, hold_id))
         return out
 
     def batch_and_releases(world: list[tuple]) -> tuple[list[Finished], list[int]]:
-        # Two requests per slice; every other slice is also handed back in the same batch.
+        # Two requests per hold; every other hold is also handed back in the same batch.
         batch = [finished(k, model_id, a, h, cost) for k, a, h in world for cost in ("0.1", "0.025")]
         return batch, [h for n, (_, _, h) in enumerate(world) if n % 2 == 0]
 
-    one, many = slices(2), slices(12)
+    one, many = holds(2), holds(12)
     small, large = batch_and_releases(one), batch_and_releases(many)
     counts = [
         statements(write_batch, b, r, retry=False, touch_keys={f.key_id for f in b})
@@ -131,7 +131,7 @@ def test_a_batch_costs_the_same_statements_for_one_request_or_many_and_settles_e
         kept = Hold.objects.filter(pk=hold_id).first()
         if n % 2 == 0:  # handed back: nothing is held any more
             assert kept is None and account.held == 0
-        else:  # the slice shrank by its costs, and held with it
+        else:  # the hold shrank by its costs, and held with it
             assert kept.amount == Decimal("0.875") == account.held
         key.refresh_from_db()
         assert key.spend_used == Decimal("0.125")
@@ -148,23 +148,23 @@ async def test_a_sliver_of_a_roomy_account_is_kept_for_sparse_requests_and_a_tig
         takes.append(fn.__name__)
         return await run_db(fn, *args, **kwargs)
 
-    credits = Credits(counting_db, "test-sliver", 120)
+    credits = Credits(counting_db, "test-small hold", 120)
     worst = Decimal("0.30")
     for account in (roomy, tight):
         first = await credits.reserve(account_id=account, amount=worst)
         credits.settle(first, Decimal("0.01"))
-    # 1,024 worst cases (307.20 USD) is more than 1% of 1000 USD: the roomy account's slice is 10 USD.
-    roomy_slice = credits.leases[roomy]
+    # 1,024 worst cases (307.20 USD) is more than 1% of 1000 USD: the roomy account's hold is 10 USD.
+    roomy_slice = credits.holds[roomy]
     assert roomy_slice.amount == Decimal("10") - Decimal("0.01")
-    assert credits.leases[tight].amount == worst - Decimal("0.01")  # a tight account lends only what it must
+    assert credits.holds[tight].amount == worst - Decimal("0.01")  # a tight account lends only what it must
 
-    tight_hold = credits.leases[tight].hold_id
+    tight_hold = credits.holds[tight].hold_id
     later = time.monotonic() + 30  # half a minute without a request
     assert credits.collect_idle(now=later) == [tight_hold]
-    assert roomy in credits.leases and tight not in credits.leases
+    assert roomy in credits.holds and tight not in credits.holds
 
     again = await credits.reserve(account_id=roomy, amount=worst)  # no database round trip
-    assert again.hold_id == roomy_slice.hold_id and takes == ["lease_take", "lease_take"]
+    assert again.hold_id == roomy_slice.hold_id and takes == ["hold_take", "hold_take"]
     credits.settle(again, Decimal("0.01"))
     assert credits.collect_idle(now=time.monotonic() + 61) == [roomy_slice.hold_id]
     held = Hold.objects.get(pk=roomy_slice.hold_id).amount
