@@ -12,7 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 django_app = get_asgi_application()
 if settings.DEBUG:
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # only the mode in use is imported
 
     django_app = ASGIStaticFilesHandler(django_app)  # straight from the source folders, no collectstatic
 else:

@@ -239,6 +239,25 @@ class Limiter:
     async def _admit(self, ask: Admission) -> Quota:
         raise NotImplementedError
 
+    async def refund(self, *, key_id: int, user_id: int, quota: Quota) -> None:
+        raise NotImplementedError
+
+    async def spend_reserve(
+        self, *, key_id: int, period: int, base: int, need: int, limit: int
+    ) -> tuple[bool, int]:
+        """Count ``need`` against the key's spend limit for its period unless it would pass it. Atomic across
+        processes. Returns (admitted, spend counted so far)."""
+        raise NotImplementedError
+
+    async def spend_adjust(self, *, key_id: int, period: int, delta: int) -> None:
+        raise NotImplementedError
+
+    async def catalog_version(self) -> int:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
 
 class RedisLimiter(Limiter):
     """The shared limiter: the script above over one pipelined connection (see portal/accounts/redispipe.py)."""
@@ -260,8 +279,6 @@ class RedisLimiter(Limiter):
     async def spend_reserve(
         self, *, key_id: int, period: int, base: int, need: int, limit: int
     ) -> tuple[bool, int]:
-        """Count ``need`` against the key's spend limit for its period unless it would pass it. Atomic across
-        processes. Returns (admitted, spend counted so far)."""
         ok, used = await self._run(_SPEND, [spend_name(key_id, period)], [base, need, limit, SPEND_TTL])
         return bool(ok), int(used)
 

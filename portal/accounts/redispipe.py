@@ -129,7 +129,7 @@ class RedisPipe:
             except (OSError, TimeoutError) as exc:
                 raise RedisUnavailable(f"cannot connect to Redis: {exc}") from None
             conn = _Connection(reader, writer, self.timeout)
-            hello = []
+            hello: list[tuple] = []
             if self.password:
                 hello.append(
                     (b"AUTH", self.username, self.password) if self.username else (b"AUTH", self.password)

@@ -178,7 +178,7 @@ def key_update(
     }  # fmt: skip
     changes = {field: value for field, value in changes.items() if value is not UNSET}
     if "allowed_models" in changes:
-        changes["allowed_models"] = sorted(set(changes["allowed_models"] or []))
+        changes["allowed_models"] = sorted(set(allowed_models if isinstance(allowed_models, list) else []))
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
         if key.revoked_at is not None:

@@ -108,7 +108,8 @@ def _price(entry: dict, field: str, where: str) -> Decimal:
         raise CatalogError(f'{where}.{field}: "{value}" is not a number') from None
     if not price.is_finite() or price < 0:
         raise CatalogError(f"{where}.{field}: must be zero or more")
-    if price.as_tuple().exponent < -6:
+    exponent = price.as_tuple().exponent  # an int for a finite number, which it is by now
+    if isinstance(exponent, int) and exponent < -6:
         # Six places keep every cost exact at twelve (see billing/pricing.py).
         raise CatalogError(f"{where}.{field}: at most 6 decimal places")
     return price

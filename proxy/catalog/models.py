@@ -1,12 +1,13 @@
 """The catalog: upstream providers, the public models clients ask for, and the routes between them."""
 
 from decimal import Decimal
+from typing import Any
 
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-PRICE = {"max_digits": 18, "decimal_places": 6, "validators": [MinValueValidator(Decimal(0))]}
+PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 6, "validators": [MinValueValidator(Decimal(0))]}
 
 
 class Provider(models.Model):

@@ -10,6 +10,8 @@ from decimal import Decimal
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
+from proxy.catalog.models import Model, Route
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderInfo:
@@ -78,8 +80,6 @@ def provider_secret(*, encrypted: str, env_name: str) -> str | None:
 
 def load_catalog(version: int = 0) -> Catalog:
     """Read the servable catalog: enabled models with at least one enabled route on an enabled provider."""
-    from proxy.catalog.models import Model, Route
-
     routes: dict[int, list[RouteInfo]] = {}
     query = Route.objects.filter(enabled=True, provider__enabled=True, model__enabled=True).select_related(
         "provider"

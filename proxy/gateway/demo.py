@@ -162,7 +162,8 @@ def _completion(body: dict, stream: bool) -> DemoResponse:
     limit = body.get("max_tokens")
     limit = 16 if limit is None else limit
     n = body.get("n") or 1
-    choices, used_prompt, used_completion = [], 0, 0
+    choices: list[dict] = []
+    used_prompt = used_completion = 0
     for i, text in enumerate(_prompt_texts(body)):
         words = ("This is the Inference Space demo model. You wrote: " + " ".join(text.split())).split(" ")
         finish = "length" if len(words) > limit else "stop"
@@ -179,12 +180,12 @@ def _completion(body: dict, stream: bool) -> DemoResponse:
              "total_tokens": used_prompt + used_completion}  # fmt: skip
     if not stream:
         return DemoResponse(orjson.dumps({**common, "choices": choices, "usage": usage}))
-    lines = []
+    lines: list[bytes] = []
     for choice in choices:
         pieces = re.findall(r"\s*\S+", choice["text"]) or [""]  # word by word, each with its leading space
         for k, piece in enumerate(pieces):
-            finish = choice["finish_reason"] if k == len(pieces) - 1 else None
-            event = {"text": piece, "index": choice["index"], "logprobs": None, "finish_reason": finish}
+            ended = choice["finish_reason"] if k == len(pieces) - 1 else None
+            event = {"text": piece, "index": choice["index"], "logprobs": None, "finish_reason": ended}
             lines.append(b"data: " + orjson.dumps({**common, "choices": [event]}) + b"\n\n")
     if (body.get("stream_options") or {}).get("include_usage"):
         lines.append(b"data: " + orjson.dumps({**common, "choices": [], "usage": usage}) + b"\n\n")

@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -14,8 +15,8 @@ JSON = b"application/json"
 @dataclass(slots=True)
 class Incoming:
     scope: dict
-    receive: object
-    send: object
+    receive: Callable[[], Awaitable[dict]]
+    send: Callable[[dict], Awaitable[None]]
     request_id: uuid.UUID
     started: float  # perf_counter at arrival
     body: bytes = b""
@@ -66,7 +67,7 @@ async def read_body(receive, scope: dict, limit: int) -> bytes:
 
 
 async def send_json(
-    req: Incoming, status: int, payload: bytes, extra: list[tuple[bytes, bytes]] = ()
+    req: Incoming, status: int, payload: bytes, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     headers = [(b"content-type", JSON), (b"content-length", str(len(payload)).encode())]
     headers += req.common_headers()

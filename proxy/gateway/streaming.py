@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from proxy.catalog.snapshot import RouteInfo
 from proxy.gateway import errors
 from proxy.gateway.http import Incoming
 from proxy.gateway.upstream import UPSTREAM_FAULTS
@@ -36,7 +37,7 @@ class Tally:
     first_token_at: float | None = None
     error_code: str = ""
     client_disconnected: bool = False
-    route: object = None  # the RouteInfo that answered, once one has
+    route: RouteInfo | None = None  # the route that answered, once one has
 
     def take_usage(self, usage: object) -> None:
         if isinstance(usage, dict):
@@ -155,11 +156,12 @@ async def relay_stream(
             event = parse_event(line)
             if event is None:
                 continue
-            if event[1] is None:
+            raw, chunk = event
+            if chunk is None:
                 break
-            if "error" in event[1]:
+            if "error" in chunk:
                 raise ValueError("the upstream reported an error mid-stream")
-            await _forward(req, event, tally, include_usage)
+            await _forward(req, (raw, chunk), tally, include_usage)
     except TimeoutError:
         tally.error_code = "upstream_timeout"
         await req.send(

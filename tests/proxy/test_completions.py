@@ -79,7 +79,7 @@ def test_the_default_max_tokens_is_sent_upstream_so_the_reservation_covers_it(
     [sent] = [
         r
         for r in upstream.find(model="echo")
-        if r.path.endswith("/completions") and r.json["prompt"] == words
+        if r.path.endswith("/v1/completions") and r.json["prompt"] == words
     ]
     assert sent.json["max_tokens"] == 16
 
@@ -143,7 +143,7 @@ def test_echo_and_suffix_go_upstream(gateway, models, funded, upstream):
         model=models["echo"], prompt="echo this", echo=True, suffix="the end", max_tokens=30
     )
     assert answer.choices[0].text.startswith("echo this")
-    sent = [r for r in upstream.find(model="echo") if r.path.endswith("/completions") and r.json.get("echo")]
+    sent = [r for r in upstream.find(model="echo") if r.path.endswith("/v1/completions") and r.json.get("echo")]
     assert sent[-1].json["suffix"] == "the end"
 
 

@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 
+from billing.models import UsageRecord
 from billing.selectors import PROVIDER_FAILED
 from proxy.catalog import services
 from proxy.catalog.models import Model, Provider, Route
@@ -67,8 +68,6 @@ class ProviderForm(forms.ModelForm):
 
 
 def _usage_count(since, failed: bool) -> Subquery:
-    from billing.models import UsageRecord
-
     rows = UsageRecord.objects.filter(provider=OuterRef("pk"), created_at__gte=since)
     if failed:
         rows = rows.filter(PROVIDER_FAILED)

@@ -5,7 +5,7 @@ so messages read the same whichever field they are about.
 """
 
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, TypeGuard
 
 import orjson
 
@@ -49,12 +49,12 @@ def show(value: object) -> str:
     if value is False:
         return "false"
     kind = type(value)
-    if kind is int:
+    if isinstance(value, int):  # bools were handled above
         # repr() of a huge int is slow and may even raise (int max str digits).
         return repr(value) if value.bit_length() <= 64 else "a very large integer"
     if kind is float:
         return repr(value)
-    if kind is str:
+    if isinstance(value, str):
         return repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
     if kind is list:
         return "an array"
@@ -69,12 +69,12 @@ def choices(allowed: tuple[str, ...]) -> str:
     return ", ".join(repr(a) for a in allowed)
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     # bool is a subclass of int; JSON true must not pass as 1.
     return type(value) is int
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     kind = type(value)
     return kind is int or kind is float
 
