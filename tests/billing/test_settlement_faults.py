@@ -20,9 +20,9 @@ from portal.accounts import keys
 from portal.accounts.notify import versions_sync
 from proxy.catalog.snapshot import load_catalog
 from proxy.gateway import settlement, tokens
-from proxy.gateway.endpoints.chat import CHAT
 from proxy.gateway.auth import load_key
 from proxy.gateway.db import run_db
+from proxy.gateway.endpoints.chat import CHAT
 from proxy.gateway.schemas import ChatRequest
 from proxy.gateway.streaming import Tally
 
