@@ -15,7 +15,10 @@ from portal.accounts.limits import effective_limits, window_usage
 from portal.accounts.models import ApiKey, User
 
 ZERO = Decimal(0)
-GROUPS = {"day": ("day",), "model": ("model__name",), "key": ("key_id", "key__name", "key__prefix")}
+GROUPS = {
+    "day": ("day",), "model": ("model__name",), "key": ("key_id", "key__name", "key__prefix"),
+    "endpoint": ("endpoint",),
+}  # fmt: skip
 
 
 def usd(value: Decimal) -> str:
@@ -63,8 +66,9 @@ def usage_totals(
     group_by: str,
     model: str | None = None,
     key_id: int | None = None,
+    endpoint: str | None = None,
 ) -> tuple[list[dict], dict]:
-    """Usage from the daily rollups between two UTC days (inclusive), grouped by day, model or key.
+    """Usage from the daily rollups between two UTC days (inclusive), grouped by day, model, key or endpoint.
 
     Returns the rows and their total. The rollups are rebuilt every minute, so today may lag a minute behind.
     """
@@ -73,6 +77,8 @@ def usage_totals(
         rows = rows.filter(model__name=model)
     if key_id is not None:
         rows = rows.filter(key_id=key_id)
+    if endpoint:
+        rows = rows.filter(endpoint=endpoint)
     sums = {
         "requests": Coalesce(Sum("requests"), 0), "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
         "completion_tokens": Coalesce(Sum("completion_tokens"), 0), "cost": Coalesce(Sum("cost"), ZERO),

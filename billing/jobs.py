@@ -29,7 +29,7 @@ def usage_aggregate(*, days: int = 2) -> int:
     rows = (
         UsageRecord.objects.filter(created_at__gte=start)
         .annotate(day=TruncDate("created_at"))
-        .values("user_id", "key_id", "model_id", "day")
+        .values("user_id", "key_id", "model_id", "endpoint", "day")
         .annotate(n=Count("pk"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
         .annotate(spent=Coalesce(Sum("cost"), ZERO))
     )
@@ -37,7 +37,8 @@ def usage_aggregate(*, days: int = 2) -> int:
     with transaction.atomic():
         for row in rows:
             DailyUsage.objects.update_or_create(
-                user_id=row["user_id"], key_id=row["key_id"], model_id=row["model_id"], day=row["day"],
+                user_id=row["user_id"], key_id=row["key_id"], model_id=row["model_id"],
+                endpoint=row["endpoint"], day=row["day"],
                 defaults={"requests": row["n"], "prompt_tokens": row["prompt"] or 0,
                           "completion_tokens": row["completion"] or 0, "cost": row["spent"]},
             )  # fmt: skip

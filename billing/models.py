@@ -5,6 +5,7 @@ times a whole number of tokens is then always exact (see billing/pricing.py).
 """
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -94,6 +95,24 @@ class UsageNote(models.TextChoices):
     COST_CAPPED = "cost_capped", "Charge capped at the reservation (the worst case was underestimated)"
 
 
+class Endpoint(models.TextChoices):
+    """The /v1 endpoint a request was for (its path without /v1/, dots for slashes)."""
+
+    CHAT_COMPLETIONS = "chat.completions", "Chat completions"
+    EMBEDDINGS = "embeddings", "Embeddings"
+    COMPLETIONS = "completions", "Completions"
+    RESPONSES = "responses", "Responses"
+    MESSAGES = "messages", "Messages"
+
+
+# A default in the database too: rows from before endpoints were recorded are all chat, and a raw COPY that
+# leaves the column out still gets a valid value.
+ENDPOINT: dict[str, Any] = {
+    "max_length": 32, "choices": Endpoint.choices, "default": Endpoint.CHAT_COMPLETIONS,
+    "db_default": Endpoint.CHAT_COMPLETIONS,
+}  # fmt: skip
+
+
 class UsageRecord(models.Model):
     """Exactly one per admitted /v1 request. The request id is the primary key, so it can't be written twice."""
 
@@ -101,6 +120,7 @@ class UsageRecord(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     key = models.ForeignKey("portal.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
     model = models.ForeignKey("proxy.Model", on_delete=models.PROTECT, related_name="+")
+    endpoint = models.CharField(**ENDPOINT)
     provider = models.ForeignKey(
         "proxy.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -132,11 +152,13 @@ class UsageRecord(models.Model):
 
 
 class DailyUsage(models.Model):
-    """Usage rolled up per user, key, model and UTC day. Rebuilt idempotently by ``aggregate_usage``."""
+    """Usage rolled up per user, key, model, endpoint and UTC day. Rebuilt idempotently by
+    ``aggregate_usage``."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.ForeignKey("portal.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
     model = models.ForeignKey("proxy.Model", on_delete=models.CASCADE, related_name="+")
+    endpoint = models.CharField(**ENDPOINT)
     day = models.DateField()
     requests = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
@@ -146,7 +168,9 @@ class DailyUsage(models.Model):
     class Meta:
         verbose_name_plural = "daily usage"
         constraints = [
-            models.UniqueConstraint(fields=["user", "key", "model", "day"], name="daily_usage_unique")
+            models.UniqueConstraint(
+                fields=["user", "key", "model", "endpoint", "day"], name="daily_usage_unique"
+            )
         ]
         indexes = [models.Index(fields=["user", "day"])]
 

@@ -41,12 +41,14 @@ class UsageDay:
 
 @dataclass(frozen=True, slots=True)
 class UsageFilter:
-    """What the usage page and its CSV export show: a closed range of UTC days, optionally one key or model."""
+    """What the usage page and its CSV export show: a closed range of UTC days, optionally one key, model or
+    endpoint (a billing.models.Endpoint)."""
 
     since: date
     until: date
     key_id: int | None = None
     model_id: int | None = None
+    endpoint: str | None = None
 
     @property
     def start(self) -> datetime:
@@ -68,21 +70,37 @@ def account_get(*, user: User) -> Account:
     return account
 
 
-def _daily(*, user: User, since: date, until: date, key_id: int | None = None, model_id: int | None = None):
+def _daily(
+    *,
+    user: User,
+    since: date,
+    until: date,
+    key_id: int | None = None,
+    model_id: int | None = None,
+    endpoint: str | None = None,
+):
     rows = DailyUsage.objects.filter(user=user, day__gte=since, day__lte=until)
     if key_id is not None:
         rows = rows.filter(key_id=key_id)
     if model_id is not None:
         rows = rows.filter(model_id=model_id)
+    if endpoint is not None:
+        rows = rows.filter(endpoint=endpoint)
     return rows
 
 
 def usage_days_list(
-    *, user: User, since: date, until: date, key_id: int | None = None, model_id: int | None = None
+    *,
+    user: User,
+    since: date,
+    until: date,
+    key_id: int | None = None,
+    model_id: int | None = None,
+    endpoint: str | None = None,
 ) -> list[UsageDay]:
     """One entry per day from ``since`` to ``until``, zeros included, so a chart's x axis is continuous."""
     rows = (
-        _daily(user=user, since=since, until=until, key_id=key_id, model_id=model_id)
+        _daily(user=user, since=since, until=until, key_id=key_id, model_id=model_id, endpoint=endpoint)
         .values("day")
         .annotate(n=Sum("requests"), spent=Sum("cost"))
     )
@@ -120,7 +138,7 @@ def usage_overview_get(*, user: User, today: date) -> UsageOverview:
 
 TABLE_FIELDS = [
     "request_id", "created_at", "prompt_tokens", "completion_tokens", "tokens_estimated", "cost", "status",
-    "error_code", "latency_ms", "streamed", "model__name", "key__name", "key__prefix",
+    "error_code", "latency_ms", "streamed", "endpoint", "model__name", "key__name", "key__prefix",
 ]  # fmt: skip
 # The request id breaks ties between requests settled in the same microsecond, so every page of a list is cut
 # at the same place however often it is read; the (user, -created_at, -request_id) index holds this order.
@@ -138,6 +156,9 @@ def _records(*, user: User, usage_filter: UsageFilter) -> QuerySet[UsageRecord]:
         rows = rows.filter(key_id=usage_filter.key_id)
     if usage_filter.model_id is not None:
         rows = rows.filter(model_id=usage_filter.model_id)
+    # No index of its own: the filter is rare, and the (user, -created_at) index already narrows it to the range.
+    if usage_filter.endpoint is not None:
+        rows = rows.filter(endpoint=usage_filter.endpoint)
     return rows
 
 
@@ -233,7 +254,7 @@ def usage_recent_list(*, user: User, limit: int = 8) -> list[UsageRecord]:
 
 CSV_HEADER = [
     "time_utc", "request_id", "model", "key_name", "key_prefix", "prompt_tokens", "completion_tokens",
-    "cost_usd", "latency_ms", "status", "error_code", "streamed",
+    "cost_usd", "latency_ms", "status", "error_code", "streamed", "endpoint",
 ]  # fmt: skip
 
 
@@ -241,7 +262,7 @@ def usage_csv_rows(*, user: User, usage_filter: UsageFilter, chunk_size: int = 2
     """The filtered requests as CSV rows, read in chunks through a server-side cursor: memory stays flat."""
     rows = usage_records_filter(user=user, usage_filter=usage_filter).values_list(
         "created_at", "request_id", "model__name", "key__name", "key__prefix", "prompt_tokens",
-        "completion_tokens", "cost", "latency_ms", "status", "error_code", "streamed",
+        "completion_tokens", "cost", "latency_ms", "status", "error_code", "streamed", "endpoint",
     )  # fmt: skip
     for (
         created,
@@ -256,10 +277,12 @@ def usage_csv_rows(*, user: User, usage_filter: UsageFilter, chunk_size: int = 2
         status,
         code,
         streamed,
+        endpoint,
     ) in rows.iterator(chunk_size=chunk_size):
         yield [
             created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), rid, model, key_name or "", prefix or "",
             prompt, completion, f"{cost.normalize():f}", latency, status, code, "yes" if streamed else "no",
+            endpoint,
         ]  # fmt: skip
 
 

@@ -23,6 +23,10 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Case, DecimalField, F, Value, When
 from django.utils import timezone
 
+from billing.models import MONEY, Account, Hold, LedgerEntry, UsageRecord
+from billing.services import accounts_lock, held_minus
+from portal.accounts.models import ApiKey
+
 log = logging.getLogger("billing.settlement")
 
 # What the database raises for a row it refuses (a value out of range, a text it can't store, a row that
@@ -58,6 +62,7 @@ class Finished:
     client_disconnected: bool
     created_at: datetime
     note: str = ""  # a billing.models.UsageNote
+    endpoint: str = "chat.completions"  # a billing.models.Endpoint
 
 
 def bare(item: Finished) -> Finished:
@@ -82,10 +87,6 @@ def write_batch(batch: list[Finished], releases: list[int], *, retry: bool, touc
     That matters beyond this process: the transaction holds its accounts' locks, which other processes' credit
     leases wait for.
     """
-    from billing.models import Hold, LedgerEntry, UsageRecord
-    from billing.services import accounts_lock
-    from portal.accounts.models import ApiKey
-
     with transaction.atomic():
         release_accounts = Hold.objects.filter(pk__in=releases).values_list("account_id", flat=True)
         accounts_lock(ids=[f.account_id for f in batch if f.cost] + list(release_accounts))
@@ -132,7 +133,7 @@ def _usage_row(f: Finished) -> dict:
         "tokens_estimated": f.tokens_estimated, "cost": f.cost, "status": f.status, "error_code": f.error_code,
         "latency_ms": f.latency_ms, "ttft_ms": f.ttft_ms, "streamed": f.streamed,
         "finish_reason": f.finish_reason, "client_disconnected": f.client_disconnected,
-        "created_at": f.created_at, "note": f.note,
+        "created_at": f.created_at, "note": f.note, "endpoint": f.endpoint,
     }  # fmt: skip
 
 
@@ -140,10 +141,6 @@ def _apply_costs(charged: list[Finished], releases: list[int]) -> None:
     """Consume the costs from balances, slices and key spend, and return the released slices: one UPDATE per
     table. The balance and the slice shrink together, so ``available`` is unchanged by settling (the worst case
     was already set aside). Call with the accounts locked: no slice can change or vanish meanwhile."""
-    from billing.models import Account, Hold
-    from billing.services import held_minus
-    from portal.accounts.models import ApiKey
-
     spent: dict[int, Decimal] = defaultdict(Decimal)  # by account
     per_key: dict[int, Decimal] = defaultdict(Decimal)
     per_hold: dict[int, Decimal] = defaultdict(Decimal)
@@ -179,8 +176,6 @@ def _apply_costs(charged: list[Finished], releases: list[int]) -> None:
 
 def by_pk(amounts: dict[int, Decimal]) -> Case:
     """Each row's own amount (0 for rows not named), so one UPDATE can move many rows by different amounts."""
-    from billing.models import MONEY
-
     money = DecimalField(**MONEY)
     cases = [When(pk=pk, then=Value(amount, output_field=money)) for pk, amount in amounts.items()]
     return Case(*cases, default=Value(Decimal(0), output_field=money), output_field=money)
@@ -188,8 +183,6 @@ def by_pk(amounts: dict[int, Decimal]) -> Case:
 
 def holds_renew(hold_ids: list[int], expires_at: datetime) -> set[int]:
     """Extend this process's slices; returns the ids that still exist. Sync."""
-    from billing.models import Hold
-
     Hold.objects.filter(pk__in=hold_ids).update(expires_at=expires_at)
     return set(Hold.objects.filter(pk__in=hold_ids).values_list("pk", flat=True))
 

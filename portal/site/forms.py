@@ -9,6 +9,7 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from billing.models import Endpoint
 from billing.selectors import UsageFilter
 from portal.accounts.models import ApiKey, User
 from portal.site import throttle
@@ -244,6 +245,10 @@ class UsageFilterForm(forms.Form):
         queryset=Model.objects.none(), required=False, empty_label="All models", to_field_name="name",
         error_messages={"invalid_choice": "Pick a model from the list."},
     )  # fmt: skip
+    endpoint = forms.ChoiceField(
+        choices=[("", "All endpoints"), *Endpoint.choices], required=False,
+        error_messages={"invalid_choice": "Pick an endpoint from the list."},
+    )  # fmt: skip
 
     def __init__(self, *args, user: User, **kwargs):
         super().__init__(*args, **kwargs)
@@ -274,7 +279,9 @@ class UsageFilterForm(forms.Form):
         if since > until or (until - since).days >= MAX_USAGE_RANGE_DAYS:
             since, until = default_since, default_until
         key, model = data.get("key"), data.get("model")
-        return UsageFilter(since, until, key.pk if key else None, model.pk if model else None)
+        return UsageFilter(
+            since, until, key.pk if key else None, model.pk if model else None, data.get("endpoint") or None
+        )
 
 
 _PASSWORD_REQUIRED = {

@@ -86,10 +86,12 @@ def model_catalog_list() -> QuerySet[Model]:
     )
 
 
-def model_example_get() -> str:
-    """A model id for code examples: a free model when there is one, so a copied example just works."""
-    models = list(model_catalog_list().values_list("name", "input_usd_per_mtok", "output_usd_per_mtok")[:200])
+def model_example_get(*, mode: str = Model.Mode.CHAT) -> str | None:
+    """A model id of this mode for code examples: a free one when there is one, so a copied example just
+    works. None when no such model is served (the docs then show a well-known name)."""
+    served = model_catalog_list().filter(mode=mode)
+    models = list(served.values_list("name", "input_usd_per_mtok", "output_usd_per_mtok")[:200])
     for name, price_in, price_out in models:
         if price_in == 0 and price_out == 0:
             return name
-    return models[0][0] if models else "deepseek-chat"
+    return models[0][0] if models else None

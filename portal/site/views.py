@@ -1,14 +1,14 @@
 """The dashboard and the public pages. Thin: parse with a form, call a service or selector, render.
 
-Reads come from ``portal.site.selectors`` and ``billing.selectors``; writes from ``portal.accounts.services`` and
-``billing.services``. Payments and redemption codes are imported when used, so the pages work (and say so)
-on a deployment without them.
+Reads come from ``portal.site.selectors`` and ``billing.selectors``; writes from ``portal.accounts.services``
+and ``billing.services``. Card payments are off (and the billing page says so) while Stripe is not configured.
 """
 
 import csv
 import itertools
 from urllib.parse import urlencode
 
+import stripe
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
@@ -26,8 +26,9 @@ from django.utils.text import capfirst
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from billing import payments
 from billing import selectors as money
-from billing.services import customer_create
+from billing.services import RedeemError, code_redeem, customer_create
 from portal.accounts.models import ApiKey
 from portal.accounts.services import key_create, key_revoke
 from portal.site import charts, forms
@@ -42,20 +43,6 @@ def api_base_url() -> str:
     return f"{settings.PUBLIC_BASE_URL}/v1"
 
 
-def _payments():
-    """billing.payments when it is installed, else None (the billing page then says cards are not set up)."""
-    try:
-        from billing import payments
-    except ImportError:
-        return None
-    return payments
-
-
-def _payments_enabled() -> bool:
-    payments = _payments()
-    return bool(payments and payments.payments_enabled())
-
-
 # --- public pages ------------------------------------------------------------------------------------------
 
 
@@ -63,7 +50,7 @@ def _payments_enabled() -> bool:
 def landing(request: HttpRequest) -> HttpResponse:
     context = {
         "base_url": api_base_url(),
-        "model": portal_selectors.model_example_get(),
+        "model": portal_selectors.model_example_get() or "deepseek-chat",
         "model_count": portal_selectors.model_catalog_list().count(),
         "public_page": True,  # the marketing layout, signed in or not
     }
@@ -85,7 +72,9 @@ def docs(request: HttpRequest) -> HttpResponse:
         hint = next((k for k in keys if str(k.pk) == wanted), None)
     context = {
         "base_url": api_base_url(),
-        "model": portal_selectors.model_example_get(),
+        "model": portal_selectors.model_example_get() or "deepseek-chat",
+        "embedding_model": portal_selectors.model_example_get(mode="embedding"),
+        "completion_model": portal_selectors.model_example_get(mode="completion"),
         "keys": keys,
         "hint": hint,
         "api_key": f"{hint.prefix}..." if hint else "sk-your-api-key",
@@ -217,14 +206,10 @@ def billing(request: HttpRequest) -> HttpResponse:
 
 def _billing_page(request, *, buy_form=None, redeem_form=None, status: int = 200) -> HttpResponse:
     ledger = Paginator(money.ledger_list(user=request.user), LEDGER_PAGE).get_page(request.GET.get("page"))
-    payments = _payments()
     context = {
         "account": money.account_get(user=request.user),
-        "payments_enabled": _payments_enabled(),
-        "purchase_range": (
-            getattr(payments, "MIN_PURCHASE_USD", None),
-            getattr(payments, "MAX_PURCHASE_USD", None),
-        ),
+        "payments_enabled": payments.payments_enabled(),
+        "purchase_range": (payments.MIN_PURCHASE_USD, payments.MAX_PURCHASE_USD),
         "buy_form": buy_form or forms.BuyCreditsForm(),
         "redeem_form": redeem_form or forms.RedeemForm(),
         "ledger": ledger,
@@ -235,14 +220,11 @@ def _billing_page(request, *, buy_form=None, redeem_form=None, status: int = 200
 @login_required
 @require_POST
 def billing_checkout(request: HttpRequest) -> HttpResponse:
-    payments = _payments()
-    if not (payments and payments.payments_enabled()):
+    if not payments.payments_enabled():
         messages.error(request, "Card payments are not set up on this service.")
         return redirect("billing")
     form = forms.BuyCreditsForm(request.POST)
     if form.is_valid():
-        import stripe
-
         try:
             url = payments.checkout_create(
                 user=request.user,
@@ -266,17 +248,12 @@ def billing_redeem(request: HttpRequest) -> HttpResponse:
     form = forms.RedeemForm(request.POST)
     if form.is_valid():
         try:
-            from billing.services import RedeemError, code_redeem
-        except ImportError:
-            form.add_error("code", "Redemption codes are not available on this service yet.")
+            entry = code_redeem(user=request.user, code=form.cleaned_data["code"])
+        except RedeemError as exc:
+            form.add_error("code", str(exc))
         else:
-            try:
-                entry = code_redeem(user=request.user, code=form.cleaned_data["code"])
-            except RedeemError as exc:
-                form.add_error("code", str(exc))
-            else:
-                messages.success(request, f"Code redeemed: {usd(entry.amount)} added to your balance.")
-                return redirect("billing")
+            messages.success(request, f"Code redeemed: {usd(entry.amount)} added to your balance.")
+            return redirect("billing")
     return _billing_page(request, redeem_form=form, status=400)
 
 
@@ -309,7 +286,7 @@ def usage(request: HttpRequest) -> HttpResponse:
     usage_filter = form.usage_filter()
     days = money.usage_days_list(
         user=request.user, since=usage_filter.since, until=usage_filter.until,
-        key_id=usage_filter.key_id, model_id=usage_filter.model_id,
+        key_id=usage_filter.key_id, model_id=usage_filter.model_id, endpoint=usage_filter.endpoint,
     )  # fmt: skip
     records = money.usage_record_pages(
         user=request.user, usage_filter=usage_filter, days=days, now=timezone.now()

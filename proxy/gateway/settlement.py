@@ -100,7 +100,7 @@ def finished(
                        raw_size)  # fmt: skip
     except Exception:
         log.exception("request %s could not be accounted; recorded without tokens or charge", request_id)
-        return _bare_record(request_id, started, key, model, route, request, status, reservation)
+        return _bare_record(request_id, started, endpoint, key, model, route, request, status, reservation)
 
 
 def _record(
@@ -131,7 +131,7 @@ def _record(
         tokens_estimated=estimated, cost=amount, status=status, error_code=clean_text(tally.error_code, 64),
         latency_ms=_elapsed_ms(started), ttft_ms=ttft, streamed=request.stream,
         finish_reason=clean_text(tally.finish_reason, 32), client_disconnected=tally.client_disconnected,
-        created_at=timezone.now(), note=note,
+        created_at=timezone.now(), note=note, endpoint=endpoint.name,
     )  # fmt: skip
 
 
@@ -154,14 +154,14 @@ def _charge(request_id, model: ModelInfo, prompt: int, completion: int, reservat
     return amount, Note.NONE
 
 
-def _bare_record(request_id, started, key, model, route, request, status, reservation) -> Finished:
+def _bare_record(request_id, started, endpoint, key, model, route, request, status, reservation) -> Finished:
     return Finished(
         request_id=request_id, user_id=key.user_id, account_id=key.account_id,
         hold_id=reservation.hold_id if reservation else None, key_id=key.id, model_id=model.id,
         provider_id=route.provider.id if route else None, prompt_tokens=0, completion_tokens=0,
         tokens_estimated=True, cost=Decimal(0), status=status, error_code="", latency_ms=_elapsed_ms(started),
         ttft_ms=None, streamed=bool(getattr(request, "stream", False)), finish_reason="", client_disconnected=False,
-        created_at=timezone.now(), note=Note.RECORD_FAILED,
+        created_at=timezone.now(), note=Note.RECORD_FAILED, endpoint=endpoint.name,
     )  # fmt: skip
 
 

@@ -118,3 +118,26 @@ def test_the_audit_trail_is_read_only(ops, make_user):
     assert ops.get(base).status_code == 200
     assert ops.post(f"{base}{entry.pk}/change/", {"action": "edited"}).status_code == 403
     assert ops.post(f"{base}{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_the_usage_list_shows_the_endpoint_and_filters_by_it(ops, make_key, catalog):
+    key, _ = make_key()
+    model = Model.objects.get(name=catalog["echo"])
+    chat = UsageRecord.objects.create(user=key.owner, key=key, model=model, status=200)
+    embedding = UsageRecord.objects.create(
+        user=key.owner, key=key, model=model, status=200, endpoint="embeddings"
+    )
+    base = "/admin/billing/usagerecord/"
+    page = ops.get(base, {"q": str(embedding.request_id)})
+    assert '<td class="field-endpoint">Embeddings</td>' in page.content.decode()
+    choices = [c["display"] for spec in page.context["cl"].filter_specs if spec.title == "endpoint"
+               for c in spec.choices(page.context["cl"])]  # fmt: skip
+    assert choices == ["All", "Chat completions", "Embeddings", "Completions", "Responses", "Messages"]
+    for record, endpoint, found in [(embedding, "embeddings", [embedding]), (chat, "embeddings", []),
+                                    (chat, "chat.completions", [chat])]:  # fmt: skip
+        answer = ops.get(base, {"q": str(record.request_id), "endpoint__exact": endpoint})
+        assert list(answer.context["cl"].result_list) == found, (record, endpoint)
+    rollup = DailyUsage.objects.create(user=key.owner, key=key, model=model, day=timezone.now().date(),
+                                       endpoint="messages", requests=1)  # fmt: skip
+    rollups = ops.get("/admin/billing/dailyusage/", {"endpoint__exact": "messages"}).context["cl"]
+    assert rollup in rollups.queryset and not rollups.queryset.exclude(endpoint="messages").exists()

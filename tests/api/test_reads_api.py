@@ -248,3 +248,59 @@ def test_an_unreachable_limiter_leaves_remaining_unknown(owner, make_key):
     finally:
         limits.sync_redis.cache_clear()
     assert body["remaining"] is None and body["limits"]["rpm"] == settings.DEFAULT_RPM
+
+
+# --- endpoints -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def endpoint_rows(owner, make_key, catalog):
+    """Rollups of one key: chat and embeddings on one model today, and embeddings on another yesterday."""
+    key, _ = make_key(owner=owner, name="mixed")
+    echo, other = Model.objects.get(name=catalog["echo"]), Model.objects.get(name=catalog["no-usage"])
+    today = timezone.now().date()
+    for days_ago, model, endpoint, n in [(0, echo, "chat.completions", 3), (0, echo, "embeddings", 2),
+                                         (1, other, "embeddings", 1)]:  # fmt: skip
+        DailyUsage.objects.create(
+            user=owner, key=key, model=model, endpoint=endpoint, day=today - timedelta(days=days_ago),
+            requests=n, prompt_tokens=10 * n, cost=Decimal(n),
+        )  # fmt: skip
+    return {"echo": echo, "other": other}
+
+
+def test_usage_by_endpoint(caller, endpoint_rows):
+    body = caller.get("/api/v1/usage", {"group_by": "endpoint"}).json()
+    assert body["group_by"] == "endpoint"
+    assert [(r["endpoint"], r["requests"], r["prompt_tokens"]) for r in body["data"]] == [
+        ("chat.completions", 3, 30),
+        ("embeddings", 3, 30),
+    ]
+    assert all("model" not in r and "day" not in r for r in body["data"])
+    assert body["total"]["requests"] == 6
+
+
+def test_usage_of_one_endpoint(caller, endpoint_rows):
+    body = caller.get("/api/v1/usage", {"endpoint": "embeddings", "group_by": "model"}).json()
+    assert {r["model"]: r["requests"] for r in body["data"]} == {
+        endpoint_rows["echo"].name: 2,
+        endpoint_rows["other"].name: 1,
+    }
+    assert body["total"]["requests"] == 3 and Decimal(body["total"]["cost"]) == 3
+    assert caller.get("/api/v1/usage", {"endpoint": "messages"}).json()["total"]["requests"] == 0
+
+
+def test_an_unknown_endpoint_is_a_400_naming_the_field(caller):
+    for endpoint in ("chat/completions", "", "Embeddings"):
+        answer = caller.get("/api/v1/usage", {"endpoint": endpoint})
+        assert answer.status_code == 400 and "endpoint" in error_of(answer)["fields"], endpoint
+
+
+def test_a_generation_shows_its_endpoint(caller, owner, make_key, catalog):
+    key, _ = make_key(owner=owner)
+    model = Model.objects.get(name=catalog["echo"])
+    embedding = UsageRecord.objects.create(
+        user=owner, key=key, model=model, status=200, endpoint="embeddings"
+    )
+    chat = UsageRecord.objects.create(user=owner, key=key, model=model, status=200)
+    for record, endpoint in ((embedding, "embeddings"), (chat, "chat.completions")):
+        assert caller.get("/api/v1/generation", {"id": str(record.request_id)}).json()["endpoint"] == endpoint

@@ -91,3 +91,28 @@ def test_every_operation_answers_as_its_schema_says(api_schema, gateway, fuzz_ca
         )
 
     check()
+
+
+def test_the_schema_documents_the_endpoint_of_usage_and_generations():
+    from drf_spectacular.generators import SchemaGenerator
+
+    from billing.models import Endpoint
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+
+    def resolve(spec: dict) -> dict:
+        ref = spec.get("$ref") or (spec.get("allOf") or [{}])[0].get("$ref")
+        return components[ref.rsplit("/", 1)[1]] if ref else spec
+
+    usage = schema["paths"]["/api/v1/usage"]["get"]
+    params = {p["name"]: resolve(p["schema"]) for p in usage["parameters"]}
+    assert params["endpoint"]["enum"] == Endpoint.values
+    assert "endpoint" in params["group_by"]["enum"]
+    row = components["UsageRowOut"]
+    assert resolve(row["properties"]["endpoint"])["enum"] == Endpoint.values
+    assert "endpoint" not in row.get("required", [])  # only with group_by=endpoint
+    assert resolve(components["UsageOut"]["properties"]["group_by"])["enum"] == params["group_by"]["enum"]
+    generation = components["GenerationOut"]
+    assert "endpoint" in generation["required"]
+    assert resolve(generation["properties"]["endpoint"])["enum"] == Endpoint.values

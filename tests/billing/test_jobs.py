@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -121,3 +122,34 @@ def test_spend_periods():
     assert jobs.period_start("weekly", wednesday) == datetime(2030, 1, 7, tzinfo=UTC)
     assert jobs.period_start("monthly", wednesday) == datetime(2030, 1, 1, tzinfo=UTC)
     assert jobs.period_start("never", wednesday) is None
+
+
+def test_usage_rolls_up_per_endpoint_and_a_second_run_changes_nothing(make_key, catalog):
+    from billing.settlement import Finished, write_batch
+
+    key, _ = make_key()
+    model = Model.objects.get(name=catalog["echo"])
+    account = account_for(user=key.owner)
+    now = timezone.now()
+
+    def finished(tokens: int, **endpoint) -> Finished:
+        return Finished(
+            request_id=uuid.uuid4(), user_id=key.owner_id, account_id=account.pk, hold_id=None, key_id=key.pk,
+            model_id=model.pk, provider_id=None, prompt_tokens=tokens, completion_tokens=1,
+            tokens_estimated=False, cost=Decimal(0), status=200, error_code="", latency_ms=5, ttft_ms=None,
+            streamed=False, finish_reason="stop", client_disconnected=False, created_at=now, **endpoint,
+        )  # fmt: skip
+
+    batch = [finished(10), finished(20, endpoint="chat.completions")]
+    batch += [finished(100, endpoint="embeddings") for _ in range(3)]
+    write_batch(batch, [], retry=False, touch_keys=set())
+
+    def rollups() -> dict[str, tuple]:
+        rows = DailyUsage.objects.filter(user=key.owner, key=key, model=model, day=now.date())
+        return {r.endpoint: (r.requests, r.prompt_tokens, r.completion_tokens) for r in rows}
+
+    jobs.usage_aggregate()
+    assert rollups() == {"chat.completions": (2, 30, 2), "embeddings": (3, 300, 3)}
+    jobs.usage_aggregate()
+    assert rollups() == {"chat.completions": (2, 30, 2), "embeddings": (3, 300, 3)}
+    assert DailyUsage.objects.filter(user=key.owner).count() == 2

@@ -70,10 +70,21 @@ def add_usage():
     from billing.jobs import usage_aggregate
     from billing.models import UsageRecord
 
-    def add(user, *, key, model, n: int = 1, cost: str = "0", ago: int = 0, status: int = 200, rollup=True):
+    def add(
+        user,
+        *,
+        key,
+        model,
+        n: int = 1,
+        cost: str = "0",
+        ago: int = 0,
+        status: int = 200,
+        rollup=True,
+        endpoint: str = "chat.completions",
+    ):
         when = timezone.now() - timedelta(days=ago)
         rows = [
-            UsageRecord(user=user, key=key, model=model, prompt_tokens=10, completion_tokens=20,
+            UsageRecord(user=user, key=key, model=model, endpoint=endpoint, prompt_tokens=10, completion_tokens=20,
                         cost=Decimal(cost), status=status, latency_ms=123, created_at=when - timedelta(seconds=i))
             for i in range(n)
         ]  # fmt: skip

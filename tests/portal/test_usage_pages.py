@@ -3,6 +3,7 @@
 import csv
 import io
 import re
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
@@ -163,3 +164,71 @@ def test_under_asgi_the_export_is_sent_in_batches_read_from_one_cursor(user, mod
     chunks = async_to_sync(collect)()
     assert len(chunks) == 3  # 2,501 lines in batches of 1,000: never the whole file at once
     assert sum(chunk.count("\r\n") for chunk in chunks) == 2501
+
+
+@pytest.fixture
+def two_endpoints(user, models, add_usage):
+    """Chat and embeddings on one key: today, and (through the rollups) 10 days ago."""
+    key, _ = key_create(owner=user, name="mixed")
+    add_usage(user, key=key, model=models["paid"], n=3, rollup=False)
+    add_usage(user, key=key, model=models["paid"], n=2, endpoint="embeddings", rollup=False)
+    add_usage(user, key=key, model=models["paid"], n=4, endpoint="embeddings", ago=10)
+    return key
+
+
+def test_the_usage_table_shows_each_requests_endpoint_and_filters_by_it(user, client_of, two_endpoints):
+    client = client_of(user)
+    body = client.get("/usage").content.decode()
+    cells = re.findall(r'data-label="Endpoint"><span class="badge" title="([a-z.]+)">([^<]+)</span>', body)
+    assert sorted(set(cells)) == [("chat.completions", "Chat"), ("embeddings", "Embeddings")]
+    assert len(cells) == 9 and '<th scope="col">Endpoint</th>' in body
+    only = client.get("/usage?endpoint=embeddings").content.decode()
+    assert "6 requests" in only and only.count('data-label="Endpoint"') == 6
+    assert 'title="chat.completions"' not in only
+    # The chart total and the pages' count read the rollups of the same endpoint.
+    assert '<span class="chart-total">6</span>' in only
+    assert 'href="/usage/export.csv?endpoint=embeddings"' in only
+
+
+def test_the_endpoint_filter_offers_only_the_endpoints(user, client_of):
+    body = client_of(user).get("/usage").content.decode()
+    select = re.search(r'<select name="endpoint".*?</select>', body, re.S).group(0)
+    options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]+)</option>', select)
+    assert options == [
+        ("", "All endpoints"), ("chat.completions", "Chat completions"), ("embeddings", "Embeddings"),
+        ("completions", "Completions"), ("responses", "Responses"), ("messages", "Messages"),
+    ]  # fmt: skip
+
+
+def test_an_unknown_endpoint_in_the_filter_says_what_to_fix(user, client_of, two_endpoints):
+    body = client_of(user).get("/usage?endpoint=/v1/chat/completions").content.decode()
+    assert re.search(r'id="id_endpoint_error"><p>Pick an endpoint from the list.</p>', body)
+    assert "9 requests" in body  # the page falls back to every request of the last 30 days
+
+
+def test_csv_export_names_each_requests_endpoint(user, client_of, two_endpoints):
+    client = client_of(user)
+    rows = csv_rows(client.get("/usage/export.csv"))
+    assert Counter(r["endpoint"] for r in rows) == {"chat.completions": 3, "embeddings": 6}
+    only = csv_rows(client.get("/usage/export.csv?endpoint=embeddings"))
+    assert len(only) == 6 and {r["endpoint"] for r in only} == {"embeddings"}
+
+
+def test_the_usage_table_reads_the_endpoint_with_its_rows(user, client_of, models, add_usage):
+    """The endpoint comes with the table's columns: a page of 50 requests costs the queries of a page of 1."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    key, _ = key_create(owner=user, name="k")
+    client = client_of(user)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/usage").status_code == 200
+        return len(captured)
+
+    add_usage(user, key=key, model=models["free"], n=1, endpoint="completions", rollup=False)
+    queries()  # the first visit may set up what later ones reuse
+    one = queries()
+    add_usage(user, key=key, model=models["free"], n=49, endpoint="completions", rollup=False)
+    assert queries() == one

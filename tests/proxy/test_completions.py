@@ -67,7 +67,7 @@ def test_a_plain_completion_is_relayed_billed_and_matches_the_schema(gateway, mo
     assert body["usage"]["prompt_tokens"] == 3 and body["usage"]["completion_tokens"] == 5
     record = wait_usage(response.headers["x-request-id"])
     assert (record.prompt_tokens, record.completion_tokens, record.tokens_estimated) == (3, 5, False)
-    assert record.cost == cost(3, 5) and record.finish_reason == "stop"
+    assert record.cost == cost(3, 5) and record.finish_reason == "stop" and record.endpoint == "completions"
 
 
 def test_the_default_max_tokens_is_sent_upstream_so_the_reservation_covers_it(
@@ -143,7 +143,9 @@ def test_echo_and_suffix_go_upstream(gateway, models, funded, upstream):
         model=models["echo"], prompt="echo this", echo=True, suffix="the end", max_tokens=30
     )
     assert answer.choices[0].text.startswith("echo this")
-    sent = [r for r in upstream.find(model="echo") if r.path.endswith("/v1/completions") and r.json.get("echo")]
+    sent = [
+        r for r in upstream.find(model="echo") if r.path.endswith("/v1/completions") and r.json.get("echo")
+    ]
     assert sent[-1].json["suffix"] == "the end"
 
 
@@ -188,6 +190,13 @@ def test_bad_input_is_a_400_naming_the_param_and_counts_nothing(
     error = assert_openai_error(answer.json())
     assert (error["type"], error["param"]) == ("invalid_request_error", param)
     assert upstream.count() == seen
+
+
+def test_chat_records_name_their_endpoint_too(gateway, catalog, funded):
+    answer = client(gateway, funded).chat.completions.create(
+        model=catalog["echo"], messages=[{"role": "user", "content": "which endpoint"}]
+    )
+    assert wait_usage(answer._request_id).endpoint == "chat.completions"
 
 
 def test_a_chat_model_on_completions_is_a_404(gateway, catalog, funded):

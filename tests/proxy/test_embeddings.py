@@ -95,7 +95,7 @@ def test_each_input_form_is_embedded_billed_and_recorded(gateway, models, funded
         False,
     )
     assert record.cost == tokens_used * PRICE / 1_000_000
-    assert record.status == 200 and not record.streamed
+    assert record.status == 200 and not record.streamed and record.endpoint == "embeddings"
 
 
 def test_base64_decodes_to_the_same_numbers_as_float(gateway, models, funded):

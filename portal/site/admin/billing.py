@@ -56,10 +56,12 @@ class HoldAdmin(ReadOnlyAdmin):
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = [
-        "request_id", "created_at", "user", "model", "provider", "status", "prompt_tokens", "completion_tokens",
-        "cost", "latency_ms", "streamed", "client_disconnected",
+        "request_id", "created_at", "user", "model", "endpoint", "provider", "status", "prompt_tokens",
+        "completion_tokens", "cost", "latency_ms", "streamed", "client_disconnected",
     ]  # fmt: skip
-    list_filter = ["model", "provider", "status", "streamed", "client_disconnected", "note", "error_code"]
+    list_filter = [
+        "model", "endpoint", "provider", "status", "streamed", "client_disconnected", "note", "error_code",
+    ]  # fmt: skip
     list_select_related = ["user", "model", "provider"]
     search_fields = ["=request_id"]
     search_help_text = "An exact request id"
@@ -91,8 +93,10 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(DailyUsage)
 class DailyUsageAdmin(ReadOnlyAdmin):
-    list_display = ["day", "user", "key", "model", "requests", "prompt_tokens", "completion_tokens", "cost"]
-    list_filter = ["model"]
+    list_display = [
+        "day", "user", "key", "model", "endpoint", "requests", "prompt_tokens", "completion_tokens", "cost",
+    ]  # fmt: skip
+    list_filter = ["model", "endpoint"]
     list_select_related = ["user", "key", "model"]
     search_fields = ["user__email"]
     date_hierarchy = "day"

@@ -179,7 +179,12 @@ class ModelForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # Most models are chat models; a form that leaves the mode out means that one.
+        self.fields["mode"].required = False
         self.fields["free"].initial = self.instance.pk is None or self.instance.is_free
+
+    def clean_mode(self) -> str:
+        return self.cleaned_data.get("mode") or Model.Mode.CHAT
 
     def clean(self) -> dict:
         data = super().clean()

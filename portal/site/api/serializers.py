@@ -8,7 +8,8 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.api_selectors import key_ceiling
+from billing.api_selectors import GROUPS, key_ceiling
+from billing.models import Endpoint
 from portal.accounts.models import ApiKey
 from proxy.catalog.models import Model
 
@@ -204,7 +205,8 @@ class UsageQueryIn(serializers.Serializer):
     to = serializers.DateField(required=False, help_text="Last UTC day, inclusive (default: today)")
     model = serializers.CharField(required=False, max_length=128, help_text="A model id")
     key = serializers.IntegerField(required=False, min_value=1, help_text="A key id")
-    group_by = serializers.ChoiceField(choices=["day", "model", "key"], default="day")
+    endpoint = serializers.ChoiceField(choices=Endpoint.choices, required=False, help_text="A /v1 endpoint")
+    group_by = serializers.ChoiceField(choices=list(GROUPS), default="day")
 
     def get_fields(self):
         fields = super().get_fields()
@@ -225,10 +227,13 @@ class UsageRowOut(UsageTotalsOut):
     day = serializers.DateField(required=False, help_text="With group_by=day")
     model = serializers.CharField(required=False, help_text="With group_by=model")
     key = UsageKeyOut(required=False, allow_null=True, help_text="With group_by=key; null for a deleted key")
+    endpoint = serializers.ChoiceField(
+        choices=Endpoint.choices, required=False, help_text="With group_by=endpoint"
+    )
 
 
 class UsageOut(serializers.Serializer):
-    group_by = serializers.ChoiceField(choices=["day", "model", "key"])
+    group_by = serializers.ChoiceField(choices=list(GROUPS))
     data = UsageRowOut(many=True)
     total = UsageTotalsOut()
 
@@ -247,6 +252,7 @@ class GenerationOut(serializers.Serializer):
     id = serializers.UUIDField(source="request_id")
     created_at = serializers.DateTimeField()
     model = serializers.CharField(source="model.name")
+    endpoint = serializers.ChoiceField(choices=Endpoint.choices, help_text="The /v1 endpoint it was for")
     provider = serializers.CharField(source="provider.name", allow_null=True, default=None)
     key_id = serializers.IntegerField(allow_null=True)
     prompt_tokens = serializers.IntegerField()

@@ -128,7 +128,7 @@ class CreditsApi(APIView):
 
 class UsageApi(APIView):
     @extend_schema(
-        operation_id="usage_get", tags=["usage"], summary="Usage totals per day, model or key",
+        operation_id="usage_get", tags=["usage"], summary="Usage totals per day, model, key or endpoint",
         description="From the daily rollups (UTC days), rebuilt every minute. At most 366 days per call.",
         parameters=[UsageQueryIn], responses={200: UsageOut, **errors(400, 404)},
     )  # fmt: skip
@@ -146,7 +146,7 @@ class UsageApi(APIView):
             raise exceptions.NotFound("No such key.")
         rows, total = selectors.usage_totals(
             user=request.user, since=since, until=until, group_by=q["group_by"], model=q.get("model"),
-            key_id=q.get("key"),
+            key_id=q.get("key"), endpoint=q.get("endpoint"),
         )  # fmt: skip
         answer = {"from": since, "to": until, "group_by": q["group_by"], "data": rows, "total": total}
         return Response(UsageOut(answer).data)
