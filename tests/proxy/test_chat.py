@@ -16,6 +16,7 @@ import uuid
 
 import openai
 import pytest
+import requests
 
 from billing.models import UsageRecord
 from proxy.catalog.importer import catalog_import
@@ -101,6 +102,20 @@ def assert_gateway_headers(headers, *, rpm: int, rpd: int, counted: int = 1) -> 
     assert headers["x-ratelimit-limit-rpd"] == str(rpd)
     assert headers["x-ratelimit-remaining-rpm"] == str(rpm - counted)
     assert headers["x-ratelimit-remaining-rpd"] == str(rpd - counted)
+
+
+def assert_refused(gateway, upstream, raw_key: str, path: str, body: dict, param: str) -> dict:
+    """POST ``body`` as it is (the SDK's types would refuse most bad bodies before they left): a 400 in
+    OpenAI's shape naming ``param``, and nothing sent upstream. Returns the error."""
+    seen = upstream.count()
+    answer = requests.post(
+        f"{gateway.base_url}{path}", json=body, headers={"Authorization": f"Bearer {raw_key}"}
+    )
+    assert answer.status_code == 400, answer.text
+    error = assert_openai_error(answer.json())
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
+    assert upstream.count() == seen
+    return error
 
 
 def assert_openai_error(body: object) -> dict:

@@ -9,12 +9,17 @@ from decimal import Decimal
 
 import openai
 import pytest
-import requests
 
 from proxy.catalog.importer import catalog_import
 from proxy.gateway import tokens
 from tests.conftest import unique, write_catalog
-from tests.proxy.test_chat import HIGH_LIMITS, assert_gateway_headers, assert_openai_error, client, wait_usage
+from tests.proxy.test_chat import (
+    HIGH_LIMITS,
+    assert_gateway_headers,
+    assert_refused,
+    client,
+    wait_usage,
+)
 from tests.spec import validator_for
 
 INPUT, OUTPUT = Decimal(1), Decimal(2)  # USD per million tokens
@@ -183,13 +188,7 @@ def test_bad_input_is_a_400_naming_the_param_and_counts_nothing(
     gateway, models, make_key, upstream, body, param
 ):
     _, raw = make_key(rpm_limit=50, rpd_limit=500)
-    seen = upstream.count()
-    answer = requests.post(f"{gateway.base_url}/completions", json={"model": models["echo"], **body},
-                           headers={"Authorization": f"Bearer {raw}"})  # fmt: skip
-    assert answer.status_code == 400, answer.text
-    error = assert_openai_error(answer.json())
-    assert (error["type"], error["param"]) == ("invalid_request_error", param)
-    assert upstream.count() == seen
+    assert_refused(gateway, upstream, raw, "/completions", {"model": models["echo"], **body}, param)
 
 
 def test_chat_records_name_their_endpoint_too(gateway, catalog, funded):

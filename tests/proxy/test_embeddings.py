@@ -10,12 +10,18 @@ from decimal import Decimal
 
 import openai
 import pytest
-import requests
 
 from proxy.catalog.importer import catalog_import
 from proxy.gateway import demo, tokens
 from tests.conftest import unique, write_catalog
-from tests.proxy.test_chat import HIGH_LIMITS, assert_gateway_headers, assert_openai_error, client, wait_usage
+from tests.proxy.test_chat import (
+    HIGH_LIMITS,
+    assert_gateway_headers,
+    assert_openai_error,
+    assert_refused,
+    client,
+    wait_usage,
+)
 from tests.spec import validator_for
 from tests.upstream import embedding_vector
 
@@ -205,14 +211,7 @@ def test_bad_input_is_a_400_naming_the_param_and_counts_nothing(
     gateway, models, make_key, upstream, body, param
 ):
     _, raw = make_key(rpm_limit=50, rpd_limit=500)
-    seen = upstream.count()
-    # Sent raw: the SDK's types would refuse most of these before they left.
-    answer = requests.post(f"{gateway.base_url}/embeddings", json={"model": models["echo"], **body},
-                        headers={"Authorization": f"Bearer {raw}"})  # fmt: skip
-    assert answer.status_code == 400, answer.text
-    error = assert_openai_error(answer.json())
-    assert (error["type"], error["param"]) == ("invalid_request_error", param)
-    assert upstream.count() == seen
+    assert_refused(gateway, upstream, raw, "/embeddings", {"model": models["echo"], **body}, param)
 
 
 def test_a_model_of_another_mode_is_a_404_naming_both_ends(gateway, models, funded):

@@ -22,12 +22,11 @@ from proxy.gateway.schemas.basics import (
     boolean,
     fail,
     integer,
-    is_int,
     load_body,
     number,
     require_model,
-    show,
     string,
+    texts_or_tokens,
 )  # fmt: skip
 from proxy.gateway.schemas.tools import check_logit_bias, check_stop, check_stream_options
 from proxy.gateway.streaming import Tally
@@ -88,34 +87,12 @@ def parse(raw: bytes) -> CompletionRequest:
     options = body.get("stream_options")
     max_tokens = body.get("max_tokens")
     return CompletionRequest(
-        model=body["model"], prompts=_prompts(body.get("prompt", MISSING)), stream=stream,
+        model=body["model"], prompts=texts_or_tokens(body.get("prompt", MISSING), "prompt", empty_text=True),
+        stream=stream,
         include_usage=stream and type(options) is dict and options.get("include_usage") is True,
         max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
         choices_each=max(n, best_of or 1), body=body,
     )  # fmt: skip
-
-
-def _prompts(value: object) -> list:
-    if value is MISSING or value is None:
-        fail(
-            "prompt", "Missing required parameter: 'prompt' (a string, or an array of strings or token ids)."
-        )
-    if type(value) is str:
-        return [value]
-    if type(value) is not list or not value:
-        fail("prompt", f"prompt must be a string or a non-empty array, got {show(value)}")
-    if all(is_int(v) for v in value):
-        return [value]
-    kind = type(value[0])
-    for i, item in enumerate(value):
-        if type(item) is not kind or kind not in (str, list):
-            fail(f"prompt[{i}]", "prompt must be an array of strings, of token ids, or of token-id arrays, "
-                 f"one kind only; prompt[{i}] is {show(item)}")  # fmt: skip
-        if kind is list and (not item or not all(is_int(t) and t >= 0 for t in item)):
-            fail(
-                f"prompt[{i}]", f"prompt[{i}] must be a non-empty array of token ids (integers of 0 or more)"
-            )
-    return value
 
 
 def count_input(request: CompletionRequest) -> int:

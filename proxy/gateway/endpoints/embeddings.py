@@ -19,13 +19,11 @@ from proxy.gateway.endpoints.base import Endpoint
 from proxy.gateway.schemas.basics import (
     MISSING,
     enum,
-    fail,
     integer,
-    is_int,
     load_body,
     require_model,
-    show,
     string,
+    texts_or_tokens,
 )
 from proxy.gateway.streaming import Tally
 from proxy.gateway.upstream import routed_body
@@ -57,46 +55,10 @@ def parse(raw: bytes) -> EmbeddingsRequest:
     for key, check in _CHECKS.items():
         if key in body:
             check(body[key], key)
+    inputs = texts_or_tokens(body.get("input", MISSING), "input", empty_text=False, max_items=MAX_INPUTS)
     return EmbeddingsRequest(
-        model=body["model"], inputs=_inputs(body.get("input", MISSING)),
-        base64=body.get("encoding_format") == "base64", body=body,
-    )  # fmt: skip
-
-
-def _inputs(value: object) -> list:
-    if value is MISSING:
-        fail("input", "Missing required parameter: 'input' (a string, or an array of strings or token ids).")
-    if type(value) is str:
-        return [_text(value, "input")]
-    if type(value) is not list or not value:
-        fail("input", f"input must be a non-empty string or a non-empty array, got {show(value)}")
-    if len(value) > MAX_INPUTS:
-        fail("input", f"input must have at most {MAX_INPUTS} items, got {len(value)}")
-    if all(is_int(v) for v in value):
-        return [_token_ids(value, "input")]
-    kind = type(value[0])
-    for i, item in enumerate(value):
-        if type(item) is not kind or kind not in (str, list):
-            fail(f"input[{i}]", "input must be an array of strings, of token ids, or of token-id arrays, "
-                 f"one kind only; input[{i}] is {show(item)}")  # fmt: skip
-    if kind is str:
-        return [_text(item, f"input[{i}]") for i, item in enumerate(value)]
-    return [_token_ids(item, f"input[{i}]") for i, item in enumerate(value)]
-
-
-def _text(value: str, param: str) -> str:
-    if not value:
-        fail(param, f"{param} must not be an empty string")
-    return value
-
-
-def _token_ids(value: list, param: str) -> list:
-    if not value:
-        fail(param, f"{param} must not be an empty array of token ids")
-    for j, token in enumerate(value):
-        if not is_int(token) or token < 0:
-            fail(f"{param}[{j}]", f"token ids must be integers of 0 or more, got {show(token)}")
-    return value
+        model=body["model"], inputs=inputs, base64=body.get("encoding_format") == "base64", body=body
+    )
 
 
 def count_input(request: EmbeddingsRequest) -> int:

@@ -168,3 +168,41 @@ def object_or_null(value: object, param: str) -> None:
     # For nested configs we pass through to the upstream; checking the outer type is cheap and catches typos.
     if value is not None and type(value) is not dict:
         fail(param, f"{param} must be an object or null, got {show(value)}")
+
+
+def texts_or_tokens(value: object, param: str, *, empty_text: bool, max_items: int | None = None) -> list:
+    """An embedding's ``input`` or a completion's ``prompt``: a string, an array of strings, an array of token
+    ids or an array of token-id arrays, one kind only. Returns the items (strings, or lists of token ids)."""
+    if value is MISSING or value is None:
+        fail(param, f"Missing required parameter: '{param}' (a string, or an array of strings or token ids).")
+    if isinstance(value, str):
+        return [_text_item(value, param, empty_text)]
+    if type(value) is not list or not value:
+        fail(param, f"{param} must be a string or a non-empty array, got {show(value)}")
+    if max_items is not None and len(value) > max_items:
+        fail(param, f"{param} must have at most {max_items} items, got {len(value)}")
+    if all(is_int(v) for v in value):
+        return [_token_item(value, param)]
+    kind = type(value[0])
+    for i, item in enumerate(value):
+        if type(item) is not kind or kind not in (str, list):
+            fail(f"{param}[{i}]", f"{param} must be an array of strings, of token ids, or of token-id arrays, "
+                 f"one kind only; {param}[{i}] is {show(item)}")  # fmt: skip
+    if kind is str:
+        return [_text_item(item, f"{param}[{i}]", empty_text) for i, item in enumerate(value)]
+    return [_token_item(item, f"{param}[{i}]") for i, item in enumerate(value)]
+
+
+def _text_item(value: str, param: str, empty_text: bool) -> str:
+    if not value and not empty_text:
+        fail(param, f"{param} must not be an empty string")
+    return value
+
+
+def _token_item(value: list, param: str) -> list:
+    if not value:
+        fail(param, f"{param} must not be an empty array of token ids")
+    for j, token in enumerate(value):
+        if not is_int(token) or token < 0:
+            fail(f"{param}[{j}]", f"token ids must be integers of 0 or more, got {show(token)}")
+    return value
