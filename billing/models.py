@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-MONEY = {"max_digits": 24, "decimal_places": 12}
+MONEY: dict[str, Any] = {"max_digits": 24, "decimal_places": 12}
 
 
 class Account(models.Model):

@@ -94,6 +94,8 @@ def checkout_create(*, user: User, amount: Decimal, success_url: str, cancel_url
             "metadata": {"user_id": str(user.pk), "credits_usd": str(amount)},
         }
     )  # fmt: skip
+    if session.url is None:  # a hosted Checkout Session always has one
+        raise RuntimeError(f"Stripe returned Checkout Session {session.id} without a URL")
     # Recorded only once Stripe has answered: no network wait inside a transaction. If this insert fails the
     # person never gets the URL, so there is no way to pay for a session we don't know.
     Purchase.objects.create(user=user, amount=amount, stripe_session_id=session.id)

@@ -116,7 +116,8 @@ def codes_generate(*, amount: Decimal, count: int, batch: str, actor: User | Non
         raise ValueError("a code must be worth a positive amount")
     if not 1 <= count <= MAX_CODES_PER_BATCH:
         raise ValueError(f"generate between 1 and {MAX_CODES_PER_BATCH} codes at a time")
-    if len(batch) > RedemptionCode._meta.get_field("batch").max_length:
+    max_length = RedemptionCode._meta.get_field("batch").max_length
+    if max_length is not None and len(batch) > max_length:
         raise ValueError("the batch name is too long (64 characters at most)")
     codes: set[str] = set()
     while len(codes) < count:  # a collision is astronomically unlikely; the unique column would catch it

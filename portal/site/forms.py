@@ -2,6 +2,7 @@
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django import forms
 from django.contrib.auth import forms as auth_forms
@@ -226,6 +227,13 @@ class BuyCreditsForm(forms.Form):
         return data
 
 
+class _KeyChoiceField(forms.ModelChoiceField):
+    """Lists each key by its name and prefix."""
+
+    def label_from_instance(self, obj: ApiKey) -> str:
+        return f"{obj.name} ({obj.prefix}…)"
+
+
 class UsageFilterForm(forms.Form):
     """The usage page's filter (a GET form). Invalid input falls back to the defaults, with the error shown."""
 
@@ -237,7 +245,7 @@ class UsageFilterForm(forms.Form):
         label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}),
         error_messages={"invalid": "Enter the end date as YYYY-MM-DD."},
     )  # fmt: skip
-    key = forms.ModelChoiceField(
+    key = _KeyChoiceField(
         queryset=ApiKey.objects.none(), required=False, empty_label="All keys",
         error_messages={"invalid_choice": "Pick one of your keys from the list."},
     )  # fmt: skip
@@ -252,9 +260,10 @@ class UsageFilterForm(forms.Form):
 
     def __init__(self, *args, user: User, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["key"].queryset = key_list(user=user)
-        self.fields["key"].label_from_instance = lambda k: f"{k.name} ({k.prefix}…)"
-        self.fields["model"].queryset = Model.objects.order_by("name")
+        key, model = self.fields["key"], self.fields["model"]
+        assert isinstance(key, forms.ModelChoiceField) and isinstance(model, forms.ModelChoiceField)
+        key.queryset = key_list(user=user)
+        model.queryset = Model.objects.order_by("name")
 
     @staticmethod
     def default_range() -> tuple[date, date]:
@@ -295,7 +304,7 @@ _PASSWORD_REQUIRED = {
 class _ClearMessages:
     """Django's password forms, with messages that say what to do instead of "This field is required"."""
 
-    error_messages = {
+    error_messages: dict[str, Any] = {
         "password_mismatch": "The two new passwords don't match. Type the same password in both fields.",
         "password_incorrect": "Your current password is not right. Enter it again, or reset it from the login page.",
     }

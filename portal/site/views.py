@@ -33,6 +33,7 @@ from portal.accounts.models import ApiKey
 from portal.accounts.services import key_create, key_revoke
 from portal.site import charts, forms
 from portal.site import selectors as portal_selectors
+from portal.site.auth import AuthedRequest
 from portal.templatetags.money import usd, usd_compact
 
 NEW_KEY_SESSION = "new_key"  # carries a fresh key's raw value to exactly one render of the keys page
@@ -126,7 +127,7 @@ def _chart_pair(days: list[money.UsageDay], label: str) -> dict:
 
 @login_required
 @require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthedRequest) -> HttpResponse:
     user, today = request.user, timezone.now().date()
     account = money.account_get(user=user)
     overview = money.usage_overview_get(user=user, today=today)
@@ -156,7 +157,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @never_cache  # the page may carry a new key once: no cache may keep a copy
 @login_required
 @require_http_methods(["GET", "POST"])
-def keys(request: HttpRequest) -> HttpResponse:
+def keys(request: AuthedRequest) -> HttpResponse:
     form = forms.KeyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         key, raw = key_create(owner=request.user, **form.service_kwargs())
@@ -165,8 +166,8 @@ def keys(request: HttpRequest) -> HttpResponse:
     new_key = request.session.pop(NEW_KEY_SESSION, None)  # shown on this render only
     rows = list(portal_selectors.key_list(user=request.user).select_related("owner"))
     purchased = money.account_get(user=request.user).total_purchased
-    for key in rows:
-        key.limits = portal_selectors.key_limits_get(key=key, purchased=purchased)
+    for key in rows:  # keys.html shows each row's limits
+        key.limits = portal_selectors.key_limits_get(key=key, purchased=purchased)  # type: ignore[attr-defined]
     context = {
         "form": form,
         "keys": rows,
@@ -180,7 +181,7 @@ def keys(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_revoke_view(request: AuthedRequest, key_id: int) -> HttpResponse:
     try:
         key = portal_selectors.key_get(user=request.user, key_id=key_id)
     except ApiKey.DoesNotExist:
@@ -200,7 +201,7 @@ def key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def billing(request: HttpRequest) -> HttpResponse:
+def billing(request: AuthedRequest) -> HttpResponse:
     return _billing_page(request)
 
 
@@ -219,7 +220,7 @@ def _billing_page(request, *, buy_form=None, redeem_form=None, status: int = 200
 
 @login_required
 @require_POST
-def billing_checkout(request: HttpRequest) -> HttpResponse:
+def billing_checkout(request: AuthedRequest) -> HttpResponse:
     if not payments.payments_enabled():
         messages.error(request, "Card payments are not set up on this service.")
         return redirect("billing")
@@ -244,7 +245,7 @@ def billing_checkout(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def billing_redeem(request: HttpRequest) -> HttpResponse:
+def billing_redeem(request: AuthedRequest) -> HttpResponse:
     form = forms.RedeemForm(request.POST)
     if form.is_valid():
         try:
@@ -259,7 +260,7 @@ def billing_redeem(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def billing_success(request: HttpRequest) -> HttpResponse:
+def billing_success(request: AuthedRequest) -> HttpResponse:
     return render(
         request, "billing_result.html", {"ok": True, "account": money.account_get(user=request.user)}
     )
@@ -267,7 +268,7 @@ def billing_success(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def billing_cancel(request: HttpRequest) -> HttpResponse:
+def billing_cancel(request: AuthedRequest) -> HttpResponse:
     return render(
         request, "billing_result.html", {"ok": False, "account": money.account_get(user=request.user)}
     )
@@ -278,7 +279,7 @@ def billing_cancel(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def usage(request: HttpRequest) -> HttpResponse:
+def usage(request: AuthedRequest) -> HttpResponse:
     since, until = forms.UsageFilterForm.default_range()
     form = forms.UsageFilterForm(
         request.GET or None, user=request.user, initial={"since": since, "until": until}
@@ -291,7 +292,9 @@ def usage(request: HttpRequest) -> HttpResponse:
     records = money.usage_record_pages(
         user=request.user, usage_filter=usage_filter, days=days, now=timezone.now()
     )
-    page = Paginator(records, USAGE_PAGE).get_page(request.GET.get("page"))
+    # Paginator reads only count() and slices of the records; its stub also asks for iteration and indexing.
+    paginator = Paginator(records, USAGE_PAGE)  # type: ignore[arg-type, var-annotated]
+    page = paginator.get_page(request.GET.get("page"))
     query = {k: v for k, v in request.GET.items() if k != "page" and v}
     context = {
         "form": form,
@@ -325,7 +328,7 @@ def _csv_lines(rows):
 
 @login_required
 @require_GET
-def usage_export(request: HttpRequest) -> StreamingHttpResponse:
+def usage_export(request: AuthedRequest) -> StreamingHttpResponse:
     form = forms.UsageFilterForm(request.GET or None, user=request.user)
     usage_filter = form.usage_filter()
     lines = _csv_lines(money.usage_csv_rows(user=request.user, usage_filter=usage_filter))

@@ -3,7 +3,9 @@
 Every change to money or access made here writes an AuditEntry (the services do it) and tells the gateways.
 """
 
+from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.conf import settings
@@ -18,6 +20,10 @@ from billing.services import account_for, credits_deduct, credits_grant
 from portal.accounts import services
 from portal.accounts.models import ApiKey, AuditEntry, User
 from portal.site.admin_actions import form_action
+from portal.site.auth import acting_user
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 # --- Users -----------------------------------------------------------------------------------------------------
 
@@ -51,6 +57,13 @@ class LimitsForm(forms.Form):
     rpd_limit = forms.IntegerField(
         min_value=1, required=False, label="Requests per day", help_text="Empty: the default or the tier rule"
     )
+
+
+class _UserRow(TypedDict):
+    """What ``UserAdmin.get_queryset`` annotates each user with."""
+
+    live_keys: int
+    last_used: datetime | None
 
 
 @admin.register(User)
@@ -98,11 +111,11 @@ class UserAdmin(BaseUserAdmin):
         return "paid" if purchased >= Decimal(settings.TIER_THRESHOLD_USD) else "free"
 
     @admin.display(description="Keys", ordering="live_keys")
-    def key_count(self, user: User) -> int:
+    def key_count(self, user: "WithAnnotations[User, _UserRow]") -> int:
         return user.live_keys
 
     @admin.display(description="Last activity", ordering="last_used")
-    def last_activity(self, user: User):
+    def last_activity(self, user: "WithAnnotations[User, _UserRow]") -> datetime | None:
         return user.last_used
 
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
@@ -110,13 +123,13 @@ class UserAdmin(BaseUserAdmin):
             super().save_model(request, obj, form, change)
             account_for(user=obj)
             services.audit_record(
-                actor=request.user, action="user.create", target=obj, before={},
+                actor=acting_user(request), action="user.create", target=obj, before={},
                 after=services.snapshot(obj=obj, fields=services.USER_AUDITED_FIELDS),
             )  # fmt: skip
             return
         before = services.snapshot(obj=User.objects.get(pk=obj.pk), fields=services.USER_AUDITED_FIELDS)
         super().save_model(request, obj, form, change)
-        services.user_edit_record(user=obj, before=before, actor=request.user)
+        services.user_edit_record(user=obj, before=before, actor=acting_user(request))
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # accounts carry a ledger: disable them instead
@@ -129,7 +142,7 @@ class UserAdmin(BaseUserAdmin):
                     account=account_for(user=user),
                     amount=data["amount"],
                     reason=data["reason"],
-                    actor=request.user,
+                    actor=acting_user(request),
                 )  # writes the ledger entry and the audit entry
             self.message_user(request, f"Granted {data['amount']} USD to {len(users)} user(s).")
 
@@ -148,7 +161,7 @@ class UserAdmin(BaseUserAdmin):
                         account=account_for(user=user),
                         amount=data["amount"],
                         reason=data["reason"],
-                        actor=request.user,
+                        actor=acting_user(request),
                     )
                     done += 1
                 except ValueError as exc:
@@ -168,7 +181,7 @@ class UserAdmin(BaseUserAdmin):
         done = 0
         for user in queryset:
             try:
-                services.user_set_active(user=user, active=False, actor=request.user)
+                services.user_set_active(user=user, active=False, actor=acting_user(request))
                 done += 1
             except ValueError as exc:
                 self.message_user(request, f"{user}: {exc}", messages.ERROR)
@@ -177,7 +190,7 @@ class UserAdmin(BaseUserAdmin):
     @admin.action(permissions=["change"], description="Enable the selected accounts")
     def enable_accounts(self, request: HttpRequest, queryset: QuerySet) -> None:
         for user in queryset:
-            services.user_set_active(user=user, active=True, actor=request.user)
+            services.user_set_active(user=user, active=True, actor=acting_user(request))
         self.message_user(request, f"Enabled {len(queryset)} account(s).")
 
     @admin.action(permissions=["change"], description="Set per-user RPM/RPD limits")
@@ -185,7 +198,10 @@ class UserAdmin(BaseUserAdmin):
         def apply(users: QuerySet, data: dict) -> None:
             for user in users:
                 services.user_set_limits(
-                    user=user, rpm_limit=data["rpm_limit"], rpd_limit=data["rpd_limit"], actor=request.user
+                    user=user,
+                    rpm_limit=data["rpm_limit"],
+                    rpd_limit=data["rpd_limit"],
+                    actor=acting_user(request),
                 )
             self.message_user(request, f"Set the limits of {len(users)} user(s).")
 
@@ -286,14 +302,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
-        services.key_update(key=obj, actor=request.user, **changes)
+        services.key_update(key=obj, actor=acting_user(request), **changes)
 
     @admin.action(
         permissions=["change"], description="Revoke the selected keys (for good, effective at once)"
     )
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
         for key in queryset:
-            services.key_revoke_audited(key=key, actor=request.user)
+            services.key_revoke_audited(key=key, actor=acting_user(request))
         self.message_user(request, f"Revoked {len(queryset)} key(s).")
 
     @admin.action(permissions=["change"], description="Disable the selected keys")
@@ -306,7 +322,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def _set_disabled(self, request: HttpRequest, queryset: QuerySet, disabled: bool) -> None:
         for key in queryset:
-            services.key_update(key=key, actor=request.user, disabled=disabled)
+            services.key_update(key=key, actor=acting_user(request), disabled=disabled)
         self.message_user(request, f"{'Disabled' if disabled else 'Enabled'} {len(queryset)} key(s).")
 
 

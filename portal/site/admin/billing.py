@@ -27,6 +27,7 @@ from billing.services import MAX_CODES_PER_BATCH, codes_batch_create
 from portal.accounts.services import audit_record
 from portal.site import overview
 from portal.site.admin.accounts import ReadOnlyAdmin
+from portal.site.auth import acting_user
 
 
 @admin.register(LedgerEntry)
@@ -163,7 +164,7 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
             raise PermissionDenied  # codes are money: only operators allowed to create them
         form = CodeBatchForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            codes = codes_batch_create(**form.cleaned_data, actor=request.user)
+            codes = codes_batch_create(**form.cleaned_data, actor=acting_user(request))
             batch = form.cleaned_data["batch"]
             self.message_user(request, f"Generated {len(codes)} codes in batch {batch}.")
             return redirect(
@@ -190,7 +191,7 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
         for code in codes:
             writer.writerow([code.code, code.amount, code.batch, code.created_at.isoformat()])
         audit_record(
-            actor=request.user, action="codes.export", target=("billing.redemptioncode", "export"), before={},
-            after={"count": len(codes), "ids": [c.pk for c in codes][:1000]},
+            actor=acting_user(request), action="codes.export", target=("billing.redemptioncode", "export"),
+            before={}, after={"count": len(codes), "ids": [c.pk for c in codes][:1000]},
         )  # fmt: skip
         return response

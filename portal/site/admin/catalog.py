@@ -5,6 +5,7 @@ Every save ends with ``proxy.catalog.services.catalog_saved()``, so each gateway
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlparse
 
 from django import forms
@@ -18,6 +19,9 @@ from billing.models import UsageRecord
 from billing.selectors import PROVIDER_FAILED
 from proxy.catalog import services
 from proxy.catalog.models import Model, Provider, Route
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 ERROR_WINDOW = timedelta(hours=1)
 
@@ -54,8 +58,9 @@ class ProviderForm(forms.ModelForm):
             raise forms.ValidationError("Only http:// and https:// URLs are allowed.")
         return url
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()  # a ModelForm's clean() returns its cleaned_data
+        data = self.cleaned_data
         if (
             data.get("kind") != Provider.Kind.DEMO
             and not data.get("base_url")
@@ -67,12 +72,19 @@ class ProviderForm(forms.ModelForm):
         return data
 
 
-def _usage_count(since, failed: bool) -> Subquery:
+def _usage_count(since, failed: bool) -> Coalesce:
     rows = UsageRecord.objects.filter(provider=OuterRef("pk"), created_at__gte=since)
     if failed:
         rows = rows.filter(PROVIDER_FAILED)
     counted = rows.order_by().values("provider").annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+class _ProviderRow(TypedDict):
+    """What ``ProviderAdmin.get_queryset`` annotates each provider with (a new one has neither)."""
+
+    recent_requests: int
+    recent_failures: int
 
 
 @admin.register(Provider)
@@ -118,7 +130,7 @@ class ProviderAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="Errors, last hour")
-    def recent_errors(self, provider: Provider) -> str:
+    def recent_errors(self, provider: "WithAnnotations[Provider, _ProviderRow]") -> str:
         total = getattr(provider, "recent_requests", 0)
         if not total:
             return "no requests"
@@ -186,12 +198,13 @@ class ModelForm(forms.ModelForm):
     def clean_mode(self) -> str:
         return self.cleaned_data.get("mode") or Model.Mode.CHAT
 
-    def clean(self) -> dict:
-        data = super().clean()
-        prices = [data.get("input_usd_per_mtok"), data.get("output_usd_per_mtok")]
-        if None in prices:
+    def clean(self) -> dict[str, Any]:
+        super().clean()  # a ModelForm's clean() returns its cleaned_data
+        data = self.cleaned_data
+        input_price, output_price = data.get("input_usd_per_mtok"), data.get("output_usd_per_mtok")
+        if input_price is None or output_price is None:
             return data  # a price field has its own error already
-        priced = any(p > Decimal(0) for p in prices)
+        priced = input_price > Decimal(0) or output_price > Decimal(0)
         if data.get("free") and priced:
             raise forms.ValidationError("A free model has both prices 0. Untick 'free' to charge for it.")
         if not data.get("free") and not priced:
@@ -228,6 +241,12 @@ class RouteInline(admin.TabularInline):
     ordering = ["priority", "id"]
 
 
+class _ModelRow(TypedDict):
+    """What ``ModelAdmin.get_queryset`` annotates each model with."""
+
+    serving_routes: int
+
+
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
     form = ModelForm
@@ -258,7 +277,7 @@ class ModelAdmin(admin.ModelAdmin):
         return model.is_free
 
     @admin.display(description="Enabled routes", ordering="serving_routes")
-    def route_count(self, model: Model) -> int:
+    def route_count(self, model: "WithAnnotations[Model, _ModelRow]") -> int:
         return model.serving_routes
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:

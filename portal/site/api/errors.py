@@ -5,6 +5,7 @@ a 500 ``internal_error`` without details (the traceback goes to the log).
 """
 
 import logging
+from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
@@ -23,7 +24,7 @@ class Conflict(exceptions.APIException):
 
 
 def error_body(message: str, code: str, fields: dict | None = None) -> dict:
-    error = {"message": message, "code": code}
+    error: dict[str, Any] = {"message": message, "code": code}
     if fields is not None:
         error["fields"] = fields
     return {"error": error}
@@ -42,7 +43,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         )
     if isinstance(exc, exceptions.ValidationError):
         response.data = error_body(_first_message(exc.detail), "invalid_request", _as_fields(exc.detail))
-    else:
+    elif isinstance(exc, exceptions.APIException):  # always, once exception_handler has answered
         code = getattr(exc.detail, "code", None) or exc.default_code
         response.data = error_body(str(exc.detail), str(code))
     return response

@@ -53,7 +53,9 @@ class KeySelfApi(APIView):
         operation_id="key_current", tags=["keys"], summary="The calling key: limits, what remains, spend, usage",
         description="Answers for the key in the Authorization header, inference or management. Also served by "
         "the gateway at GET /v1/key.",
-        responses={200: KeySummaryOut, **errors()}, auth=[{"managementKey": []}],
+        responses={200: KeySummaryOut, **errors()},
+        # Security requirement objects, as drf-spectacular puts them in the schema; its hint says strings.
+        auth=[{"managementKey": []}],  # type: ignore[list-item]
     )  # fmt: skip
     def get(self, request: Request) -> Response:
         return Response(selectors.key_summary(key_id=request.auth.pk))
