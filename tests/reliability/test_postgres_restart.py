@@ -51,6 +51,9 @@ def pg_world(private_pg, private_redis, upstream, tmp_path):
     return {"fast": fast["id"], "slow": slow["id"], "ctl": ctl}
 
 
+OUTAGE_SECONDS = 2.5
+
+
 def usage_ids(pg: PrivatePostgres) -> set[str]:
     return {row[0] for row in pg.query("SELECT request_id::text FROM billing_usagerecord")}
 
@@ -88,7 +91,9 @@ async def test_a_postgres_restart_mid_run_loses_nothing_admitted(
                 await send(session, gw.base_url, cold["raw"], chat_body(pg_world["fast"], "cold key"))
                 for _ in range(3)
             ]
-            await asyncio.sleep(1.0)
+            # Down for longer than a settlement flush takes on this private cluster (about a second under
+            # load), so that at least one flush is tried, and fails, while it is down.
+            await asyncio.sleep(OUTAGE_SECONDS)
             await asyncio.to_thread(private_pg.start)
             await asyncio.sleep(2.0)
             stop.set()
