@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import accounting, cli, gatewaylog, phases, procs, pyspy, report, setup, table, wrk
-from bench.setup import FREE_MODEL, PAID_MODEL, UPSTREAM_MODEL
+from bench.setup import EMBED_MODEL, FREE_MODEL, PAID_MODEL, UPSTREAM_MODEL
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="also profile the gateway with py-spy")
     parser.add_argument("--skip-paid", action="store_true", help="don't measure the paid model")
+    parser.add_argument("--skip-embeddings", action="store_true", help="don't measure POST /v1/embeddings")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
     return parser.parse_args(argv)
 
@@ -65,6 +66,7 @@ def resolve(args: argparse.Namespace) -> dict:
         "ttfc_warmup": 20 if quick else 50,
         "profile": args.profile,
         "skip_paid": args.skip_paid,
+        "skip_embeddings": args.skip_embeddings,
         "wait_quiet": args.wait_quiet,
     }
 
@@ -119,9 +121,17 @@ def run_phases(ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Servic
     def rate() -> float:  # the free model's measured rate sizes the RSS runs
         return (results["phases"].get("free_32c") or {}).get("gateway", {}).get("rps", 1000.0)
 
+    def embeddings(name: str, connections: int, threads: int) -> list[tuple[str, Callable[[], dict]]]:
+        """An embeddings phase, right after chat's at the same load: its added p50 is judged against chat's."""
+        if opts["skip_embeddings"]:
+            return []
+        return [(name, lambda: phases.compare(ctx, EMBED_MODEL, connections, threads, "embeddings"))]
+
     plan = [
         ("free_1c", lambda: phases.compare(ctx, FREE_MODEL, 1, 1)),
+        *embeddings("embed_1c", 1, 1),
         ("free_32c", lambda: phases.compare(ctx, FREE_MODEL, 32, 2)),
+        *embeddings("embed_32c", 32, 2),
         ("stream_ttfc", lambda: phases.stream_ttfc(ctx, opts["ttfc_requests"], opts["ttfc_warmup"])),
         ("rss", lambda: phases.rss_growth(ctx, opts["rss_warmup"], opts["rss_requests"], rate())),
     ]
@@ -159,7 +169,7 @@ def run_profiles(ctx: phases.Ctx, opts: dict, results: dict) -> None:
         results["profile"][model] = results["phases"].pop(f"profile{tag}", None)
 
 
-def probes(ctx: phases.Ctx, with_paid: bool) -> dict:
+def probes(ctx: phases.Ctx, with_paid: bool, with_embeddings: bool) -> dict:
     out = {
         "direct": phases.probe(ctx, "direct", UPSTREAM_MODEL),
         "gateway_free": phases.probe(ctx, "gateway", FREE_MODEL),
@@ -167,6 +177,9 @@ def probes(ctx: phases.Ctx, with_paid: bool) -> dict:
     }
     if with_paid:
         out["gateway_paid"] = phases.probe(ctx, "gateway", PAID_MODEL)
+    if with_embeddings:
+        out["direct_embeddings"] = phases.probe(ctx, "direct", UPSTREAM_MODEL, endpoint="embeddings")
+        out["gateway_embeddings"] = phases.probe(ctx, "gateway", EMBED_MODEL, endpoint="embeddings")
     for name, probe in out.items():
         print(f"  probe {name}: HTTP {probe.get('status', probe.get('error'))}", flush=True)
     return out
@@ -195,7 +208,7 @@ def serve_and_measure(opts: dict, results: dict, stack: contextlib.ExitStack, wo
         key=fixture.key, seconds=opts["seconds"], warmup=opts["warmup"], load_cpus=plan["load"],
         gateway_pid=gateway.pid, upstream_pid=upstream.pid,
     )  # fmt: skip
-    results["probes"] = probes(ctx, not opts["skip_paid"])
+    results["probes"] = probes(ctx, not opts["skip_paid"], not opts["skip_embeddings"])
     results["gateway"] = {"rss_at_start_mb": round(procs.rss_bytes(gateway.pid) / 2**20, 2)}
     run_phases(ctx, opts, results, gateway)
     if opts["profile"]:

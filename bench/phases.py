@@ -16,10 +16,15 @@ from pathlib import Path
 
 from bench import ttfc, wrk
 from bench.procs import busiest, cpu_seconds, cpu_snapshot, rss_bytes
-from bench.setup import FREE_MODEL, UPSTREAM_MODEL, chat_body
+from bench.setup import FREE_MODEL, UPSTREAM_MODEL, chat_body, embeddings_body
 
 PATH = "/v1/chat/completions"
 DIRECT_KEY = "bench-direct"  # the upstream ignores it; sent so both sides parse the same headers
+# Each endpoint the phases can load: its path and the body every request sends (the model filled in).
+ENDPOINTS = {
+    "chat": (PATH, chat_body),
+    "embeddings": ("/v1/embeddings", embeddings_body),
+}
 
 
 @dataclass
@@ -38,20 +43,22 @@ class Ctx:
     upstream_pid: int
     sent: Counter = field(default_factory=Counter)  # requests sent to the gateway, per model
 
-    def url(self, target: str) -> str:
-        return (self.direct if target == "direct" else self.gateway) + PATH
+    def url(self, target: str, endpoint: str = "chat") -> str:
+        return (self.direct if target == "direct" else self.gateway) + ENDPOINTS[endpoint][0]
 
-    def script(self, target: str, model: str) -> Path:
-        path = self.scripts / f"{target}-{model}.lua"
+    def script(self, target: str, model: str, endpoint: str = "chat") -> Path:
+        path = self.scripts / f"{target}-{endpoint}-{model}.lua"
         if not path.exists():
             key = DIRECT_KEY if target == "direct" else self.key
-            wrk.write_script(self.scripts, path.stem, chat_body(model), key)
+            wrk.write_script(self.scripts, path.stem, ENDPOINTS[endpoint][1](model), key)
         return path
 
 
-def load(ctx: Ctx, target: str, model: str, connections: int, threads: int, seconds: int) -> wrk.WrkResult:
+def load(
+    ctx: Ctx, target: str, model: str, connections: int, threads: int, seconds: int, endpoint: str = "chat"
+) -> wrk.WrkResult:
     result = wrk.run(
-        ctx.wrk_bin, ctx.url(target), ctx.script(target, model),
+        ctx.wrk_bin, ctx.url(target, endpoint), ctx.script(target, model, endpoint),
         connections=connections, threads=threads, seconds=seconds, cpus=ctx.load_cpus,
     )  # fmt: skip
     if target == "gateway":
@@ -59,13 +66,15 @@ def load(ctx: Ctx, target: str, model: str, connections: int, threads: int, seco
     return result
 
 
-def measure(ctx: Ctx, target: str, model: str, connections: int, threads: int) -> dict:
+def measure(
+    ctx: Ctx, target: str, model: str, connections: int, threads: int, endpoint: str = "chat"
+) -> dict:
     """Warm up, then one measured run; also how busy each server was during it (% of one core)."""
-    warm = load(ctx, target, model, connections, threads, ctx.warmup) if ctx.warmup else None
+    warm = load(ctx, target, model, connections, threads, ctx.warmup, endpoint) if ctx.warmup else None
     pids = {"gateway": ctx.gateway_pid, "upstream": ctx.upstream_pid}
     machine = cpu_snapshot()
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    result = load(ctx, target, model, connections, threads, ctx.seconds)
+    result = load(ctx, target, model, connections, threads, ctx.seconds, endpoint)
     busy = {
         name: round(100 * (cpu_seconds(pid) - before[name]) / result.duration_s, 1)
         for name, pid in pids.items()
@@ -77,11 +86,12 @@ def measure(ctx: Ctx, target: str, model: str, connections: int, threads: int) -
     return out
 
 
-def compare(ctx: Ctx, model: str, connections: int, threads: int) -> dict:
+def compare(ctx: Ctx, model: str, connections: int, threads: int, endpoint: str = "chat") -> dict:
     """The same load, direct then through the gateway, and what the gateway added."""
-    direct = measure(ctx, "direct", UPSTREAM_MODEL, connections, threads)
-    gateway = measure(ctx, "gateway", model, connections, threads)
+    direct = measure(ctx, "direct", UPSTREAM_MODEL, connections, threads, endpoint)
+    gateway = measure(ctx, "gateway", model, connections, threads, endpoint)
     return {
+        "endpoint": ENDPOINTS[endpoint][0],
         "connections": connections,
         "threads": threads,
         "direct": direct,
@@ -143,12 +153,14 @@ def rss_growth(ctx: Ctx, warm_requests: int, requests: int, rps_hint: float) -> 
     }
 
 
-def probe(ctx: Ctx, target: str, model: str, *, stream: bool = False) -> dict:
+def probe(ctx: Ctx, target: str, model: str, *, stream: bool = False, endpoint: str = "chat") -> dict:
     """One request, to see (and record) exactly what the client gets before putting load on it."""
     key = DIRECT_KEY if target == "direct" else ctx.key
-    data = json.dumps(chat_body(model, stream=stream)).encode()
+    body = chat_body(model, stream=stream) if endpoint == "chat" else ENDPOINTS[endpoint][1](model)
+    data = json.dumps(body).encode()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    request = urllib.request.Request(ctx.url(target), data=data, headers=headers, method="POST")
+    url = ctx.url(target, endpoint)
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:

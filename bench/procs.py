@@ -84,12 +84,15 @@ class Service:
         return self.exit_code
 
 
-def start(name: str, cmd: list[str], env: dict[str, str], log_path: Path, cpus: str | None) -> Service:
+def start(
+    name: str, cmd: list[str], env: dict[str, str], log_path: Path, cpus: str | None, cwd: Path = ROOT
+) -> Service:
+    """``cwd`` decides whose code a ``python -m`` child imports: that directory comes first on its sys.path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
         [*pin_prefix(cpus), *cmd],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log_file,
@@ -105,18 +108,20 @@ def start_upstream(port: int, env: dict[str, str], log_path: Path, cpus: str | N
 
 
 def start_uvicorn(
-    name: str, app: str, port: int, env: dict[str, str], log_path: Path, cpus: str | None
+    name: str, app: str, port: int, env: dict[str, str], log_path: Path, cpus: str | None, cwd: Path = ROOT
 ) -> Service:
     """One uvicorn process with the fast event loop and HTTP parser, no access log (as in production)."""
     cmd = [
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    return start(name, cmd, env, log_path, cpus)
+    return start(name, cmd, env, log_path, cpus, cwd)
 
 
-def start_gateway(port: int, env: dict[str, str], log_path: Path, cpus: str | None) -> Service:
-    return start_uvicorn("gateway", "portal.asgi:application", port, env, log_path, cpus)
+def start_gateway(
+    port: int, env: dict[str, str], log_path: Path, cpus: str | None, cwd: Path = ROOT, name: str = "gateway"
+) -> Service:
+    return start_uvicorn(name, "portal.asgi:application", port, env, log_path, cpus, cwd)
 
 
 def wait_ready(service: Service, url: str, headers: dict[str, str], timeout: float = 60.0) -> float:

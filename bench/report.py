@@ -27,6 +27,7 @@ class Target:
     unit: str
     value: Callable[[dict], float | None]
     trusted: Callable[[dict], bool] = lambda phases: True
+    against: str | None = None  # the other phase a relative target is computed from (its neighbours count)
 
 
 def _get(phases: dict, *path: str) -> float | None:
@@ -48,6 +49,14 @@ def _clean(phase: str) -> Callable[[dict], bool]:
     return check
 
 
+def _share(phases: dict, part: str, whole: str) -> float | None:
+    """The added p50 of phase ``part`` as a percentage of phase ``whole``'s (None when that is not positive)."""
+    value, base = _get(phases, part, "added_p50_ms"), _get(phases, whole, "added_p50_ms")
+    if value is None or base is None or base <= 0:
+        return None
+    return round(100 * value / base, 1)
+
+
 TARGETS = (
     Target("free_1c", "free_added_p50_1c", "free, 1 conn: added p50", "<=", 1.0, "ms",
            lambda p: _get(p, "free_1c", "added_p50_ms"), _clean("free_1c")),
@@ -57,6 +66,10 @@ TARGETS = (
            lambda p: _get(p, "free_32c", "gateway", "ok_rps")),
     Target("free_32c", "free_non2xx_32c", "free, 32 conn: non-2xx", "==", 0, "",
            lambda p: _get(p, "free_32c", "gateway", "non_2xx")),
+    # "Within 10 % of chat's" as an upper bound: an endpoint that adds less than chat does is no regression.
+    Target("embed_1c", "embed_vs_chat_added_p50_1c", "embeddings, 1 conn: added p50 vs chat", "<=", 110.0,
+           "% of chat's", lambda p: _share(p, "embed_1c", "free_1c"),
+           lambda p: _clean("embed_1c")(p) and _clean("free_1c")(p), against="free_1c"),
     Target("stream_ttfc", "ttfc_added_p50", "stream: added TTFC p50", "<=", 1.0, "ms",
            lambda p: _get(p, "stream_ttfc", "added_p50_ms"),
            lambda p: _get(p, "stream_ttfc", "gateway", "errors") == 0),
@@ -75,16 +88,18 @@ NOISY_PCT = 25.0  # another process using this much of a core during a measured 
 BACKING_SERVICES = ("postgres", "redis-server")  # part of the system under test, not neighbours
 
 
-def _noise(phase: dict, target: Target) -> str:
+def _noise(phases: dict, target: Target) -> str:
     """Why a number may not be trusted: a busy neighbour, or a gateway "faster" than the upstream alone."""
-    if target.unit not in ("ms", "req/s"):
+    if target.unit not in ("ms", "req/s") and target.against is None:
         return ""  # an error count doesn't depend on how busy the machine was
     busiest = 0.0
-    for side in ("direct", "gateway"):
-        for proc in (phase.get(side) or {}).get("other_processes", []):
-            if not proc["cmd"].startswith(BACKING_SERVICES):
-                busiest = max(busiest, proc["cpu_pct"])
-    if target.unit == "ms" and (target.value({target.phase: phase}) or 0) < 0:
+    for name in (target.phase, target.against):
+        phase = phases.get(name or "", {})
+        for side in ("direct", "gateway"):
+            for proc in (phase.get(side) or {}).get("other_processes", []):
+                if not proc["cmd"].startswith(BACKING_SERVICES):
+                    busiest = max(busiest, proc["cpu_pct"])
+    if (target.unit == "ms" or target.against) and (target.value(phases) or 0) < 0:
         return "negative: the direct run was disturbed"
     return f"noisy: a neighbour used {busiest:.0f}% CPU" if busiest >= NOISY_PCT else ""
 
@@ -103,7 +118,7 @@ def verdicts(phases: dict) -> list[dict]:
             met = {"<=": value <= target.limit, ">=": value >= target.limit, "==": value == target.limit}
             status, note = (
                 ("PASS" if met[target.op] else "MISS"),
-                _noise(phases.get(target.phase, {}), target),
+                _noise(phases, target),
             )
         out.append({
             "key": target.key, "label": target.label, "value": value, "op": target.op,

@@ -24,6 +24,7 @@ SECRET = "bench-secret-not-for-production"
 PROVIDER = "bench-upstream"
 FREE_MODEL = "bench-free"
 PAID_MODEL = "bench-paid"
+EMBED_MODEL = "bench-embed"
 UPSTREAM_MODEL = "echo"
 CREDITS_USD = "1000000"
 
@@ -47,6 +48,11 @@ def chat_body(model: str, *, stream: bool = False) -> dict:
     if stream:
         body["stream"] = True
     return body
+
+
+def embeddings_body(model: str) -> dict:
+    """One short input as floats: what the gateway adds to an embedding, not what encoding it costs."""
+    return {"model": model, "input": "a short sentence to embed", "encoding_format": "float"}
 
 
 def service_env(database_url: str, redis_url: str) -> dict[str, str]:
@@ -101,18 +107,25 @@ def flush_redis(redis_url: str) -> None:
         raise BenchError(f"Redis is not reachable ({exc}); start it with: bash .ci/services") from exc
 
 
-def model_toml(model_id: str, price_in: str, price_out: str, description: str = "") -> str:
-    """One bench model on the fake upstream's ``echo`` model, as a catalog [[models]] table."""
+def model_toml(
+    model_id: str, price_in: str, price_out: str, description: str = "", mode: str = "chat"
+) -> str:
+    """One bench model on the fake upstream's ``echo`` model, as a catalog [[models]] table.
+
+    ``mode`` is the catalog's (chat, embedding or completion); an embedding produces no tokens, so it gets no
+    output limit.
+    """
     about = f'description = "{description}"\n' if description else ""
+    kind = f'mode = "{mode}"\n' if mode != "chat" else ""
+    limit = "max_output_tokens = 1024\n" if mode != "embedding" else ""
     return f"""
 [[models]]
 id = "{model_id}"
-owned_by = "bench"
+{kind}owned_by = "bench"
 {about}input_usd_per_mtok = "{price_in}"
 output_usd_per_mtok = "{price_out}"
 context_length = 8192
-max_output_tokens = 1024
-routes = [{{ provider = "{PROVIDER}", upstream_model = "{UPSTREAM_MODEL}", priority = 1 }}]
+{limit}routes = [{{ provider = "{PROVIDER}", upstream_model = "{UPSTREAM_MODEL}", priority = 1 }}]
 """
 
 
@@ -125,6 +138,9 @@ def catalog_toml(upstream_base_url: str) -> str:
     models = model_toml(FREE_MODEL, "0", "0", "Benchmark model, free: the pipeline without money")
     models += model_toml(
         PAID_MODEL, "0.50", "1.50", "Benchmark model, paid: the full pipeline, with reserve and settle"
+    )
+    models += model_toml(
+        EMBED_MODEL, "0", "0", "Benchmark embedding model, free: the pipeline of /v1/embeddings", "embedding"
     )
     return f"""# Written by the benchmark for one run.
 

@@ -1,7 +1,7 @@
 """The human-readable summary printed at the end of a run (the JSON file has everything else)."""
 
 from bench.report import BACKING_SERVICES
-from bench.setup import FREE_MODEL, PAID_MODEL
+from bench.setup import EMBED_MODEL, FREE_MODEL, PAID_MODEL
 
 
 def _row(
@@ -43,7 +43,18 @@ def _latency(phase: dict, verdicts: dict, keys: tuple[str | None, str | None]) -
     ]  # fmt: skip
 
 
-def _throughput(phase: dict, verdicts: dict, keys: tuple[str, str]) -> list[str]:
+def _versus_chat(phase: dict, verdicts: dict) -> list[str]:
+    """Embeddings at 1 connection: the latency rows, then their added p50 as a share of chat's."""
+    verdict = verdicts.get("embed_vs_chat_added_p50_1c")
+    share = verdict["value"] if verdict else None
+    return [
+        *_latency(phase, verdicts, (None, None)),
+        _row("  added p50 / chat's", "", "", "-" if share is None else f"{share:.1f} %",
+             *_target_text(verdict)),
+    ]  # fmt: skip
+
+
+def _throughput(phase: dict, verdicts: dict, keys: tuple[str | None, str | None]) -> list[str]:
     d, g = phase["direct"], phase["gateway"]
     ratio = f"({100 * phase['rps_ratio']:.1f}%)" if phase.get("rps_ratio") is not None else ""
     errors_d = f"{d['non_2xx']} / {d['socket_errors']}"
@@ -104,6 +115,8 @@ def render(results: dict) -> str:
             "free_added_p50_1c", "free_added_p99_1c"))),
         ("free_32c", "free model, 32 connections", lambda p: _throughput(p, verdicts, (
             "free_rps_32c", "free_non2xx_32c"))),
+        ("embed_1c", f"embeddings ({EMBED_MODEL}), 1 connection", lambda p: _versus_chat(p, verdicts)),
+        ("embed_32c", "embeddings, 32 connections", lambda p: _throughput(p, verdicts, (None, None))),
         ("stream_ttfc", f"stream, time to first chunk ({o['ttfc_requests']} sequential)",
          lambda p: _ttfc(p, verdicts)),
         ("rss", f"gateway memory, {rss.get('requests', 0):,} requests after {rss.get('warmup_requests', 0):,}",
