@@ -16,8 +16,10 @@ from collections.abc import Iterator
 import aiohttp
 import openai
 import pytest
+from openai.types.responses import Response
 
-from tests.upstream import FakeUpstream, embedding_vector
+from tests.spec import validator_for
+from tests.upstream import FakeUpstream, ResponseStore, embedding_vector
 
 USER_HELLO = [{"role": "user", "content": "hello there"}]
 WEATHER_TOOL = {
@@ -500,4 +502,448 @@ def test_new_endpoints_live_under_prefixes_too(up: FakeUpstream) -> None:
     p3.completions.create(model="echo", prompt="x")
 
     assert [r.path for r in up.find(prefix="p3")] == ["/p3/v1/embeddings", "/p3/v1/completions"]
+    assert up.count(prefix="") == 0
+
+
+# ------------------------------------------------------------------------------------------- responses
+
+WEATHER_FUNCTION = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather of a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+CLOCK_FUNCTION = {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}
+
+
+def _assert_valid(schema: str, instance: object) -> None:
+    errors = [f"{e.json_path}: {e.message[:200]}" for e in validator_for(schema).iter_errors(instance)]
+    assert not errors, f"not a valid {schema}: {errors[:5]}"
+
+
+def _respond(client: openai.OpenAI, **kwargs) -> tuple[Response, dict]:
+    """A Response, parsed by the SDK and as raw JSON, checked against the spec's ``Response`` schema."""
+    raw = client.responses.with_raw_response.create(**kwargs)
+    body = json.loads(raw.text)
+    _assert_valid("Response", body)
+    return raw.parse(), body
+
+
+async def _responses_sse(url: str, body: dict) -> tuple[list[dict], BaseException | None]:
+    """The events of a streamed Response off the wire (each ``event:`` line checked against its data's
+    ``type``), until the stream ends or breaks."""
+    events: list[dict] = []
+    name: str | None = None
+    try:
+        async with aiohttp.ClientSession() as session, session.post(url, json=body) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            async for raw_line in response.content:
+                line = raw_line.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    assert line != "data: [DONE]"
+                    data = json.loads(line[6:])
+                    assert data["type"] == name
+                    events.append(data)
+                    name = None
+    except aiohttp.ClientError as exc:
+        return events, exc
+    return events, None
+
+
+def _stream_events(up: FakeUpstream, body: dict) -> list[dict]:
+    """A whole streamed Response, every event checked against the spec's ``ResponseStreamEvent``."""
+    events, error = asyncio.run(_responses_sse(up.base_url + "/responses", {**body, "stream": True}))
+    assert error is None
+    for event in events:
+        _assert_valid("ResponseStreamEvent", event)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    return events
+
+
+def test_responses_string_input(client: openai.OpenAI, up: FakeUpstream) -> None:
+    reply, body = _respond(client, model="echo", input="hello  there")
+
+    assert reply.id.startswith("resp_") and reply.object == "response" and reply.model == "echo"
+    assert reply.status == "completed" and reply.completed_at is not None and reply.created_at > 0
+    assert reply.output_text == "You said: hello there"
+    (message,) = reply.output
+    assert message.type == "message" and message.role == "assistant" and message.status == "completed"
+    assert message.id.startswith("msg_")
+    assert [(p.type, p.text) for p in message.content] == [("output_text", "You said: hello there")]
+    assert (body["tool_choice"], body["tools"], body["parallel_tool_calls"], body["store"]) == (
+        "auto",
+        [],
+        True,
+        True,
+    )
+    assert body["error"] is None and body["incomplete_details"] is None and body["instructions"] is None
+    usage = reply.usage
+    assert usage is not None
+    # 2 input words + 3 for the message; 4 output words.
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (5, 4, 9)
+    assert usage.input_tokens_details.cached_tokens == 0 and usage.output_tokens_details.reasoning_tokens == 0
+    record = up.requests[0]
+    assert (
+        record.method == "POST" and record.path == "/v1/responses" and record.json["input"] == "hello  there"
+    )
+    assert reply.id in up.stored_responses
+
+
+def test_responses_item_input_and_instructions(client: openai.OpenAI) -> None:
+    items = [
+        {"role": "developer", "content": "answer in one line"},
+        {"role": "user", "content": "first question"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "an answer"}]},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "second"},
+                {"type": "input_image", "image_url": "https://example.com/x.png"},
+                {"type": "input_text", "text": "question here"},
+            ],
+        },
+    ]
+    reply, body = _respond(client, model="echo", input=items, instructions="Be brief.")
+
+    assert reply.output_text == "You said: second question here"
+    assert body["instructions"] == "Be brief."
+    # instructions 2 words; messages (3+4) + (3+2) + (3+2) + (3+3); output 5 words.
+    assert reply.usage is not None
+    assert (reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.total_tokens) == (25, 5, 30)
+
+    last_user_first = [*items[:2], {"role": "assistant", "content": "later words"}]
+    assert _respond(client, model="echo", input=last_user_first)[0].output_text == "You said: first question"
+
+
+def test_responses_tool_call_and_loop(client: openai.OpenAI) -> None:
+    question = [{"role": "user", "content": "weather in Paris?"}]
+    tools = [{"type": "web_search"}, WEATHER_FUNCTION, CLOCK_FUNCTION]
+    reply, body = _respond(client, model="gpt-x", input=question, tools=tools)
+
+    (call,) = reply.output
+    assert call.type == "function_call" and call.status == "completed"
+    assert (call.name, call.arguments) == ("get_weather", "{}")
+    assert call.call_id.startswith("call_") and call.id is not None and call.id.startswith("fc_")
+    assert reply.output_text == "" and reply.status == "completed"
+    assert reply.usage is not None and reply.usage.output_tokens == 2  # a call counts as name + arguments
+    assert body["tools"][0] == {"type": "web_search"}
+    assert body["tools"][1] == {**WEATHER_FUNCTION, "strict": True}
+
+    # The loop back: the call and its output come in as items, the answer quotes the output.
+    loop = [
+        *question,
+        call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"},
+    ]
+    answer, _ = _respond(client, model="gpt-x", input=loop, tools=tools)
+    assert answer.output_text == "Tool said: sunny, 21 C" and answer.output[0].type == "message"
+    # (3+3) for the question, 2 for the call (name + arguments), 3 for the output.
+    assert answer.usage is not None and answer.usage.input_tokens == 11 and answer.usage.output_tokens == 5
+
+    named, body = _respond(
+        client,
+        model="gpt-x",
+        input=question,
+        tools=tools,
+        tool_choice={"type": "function", "name": "get_time"},
+    )
+    assert named.output[0].type == "function_call" and named.output[0].name == "get_time"
+    assert body["tool_choice"] == {"type": "function", "name": "get_time"}
+    declined, _ = _respond(client, model="gpt-x", input=question, tools=tools, tool_choice="none")
+    assert declined.output_text == "You said: weather in Paris?"
+    builtin_only, _ = _respond(client, model="gpt-x", input=question, tools=[{"type": "web_search"}])
+    assert builtin_only.output_text == "You said: weather in Paris?"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(
+            model="gpt-x", input=question, tools=tools, tool_choice={"type": "function", "name": "nope"}
+        )
+    assert info.value.param == "tool_choice"
+
+
+def test_responses_previous_response_id(client: openai.OpenAI) -> None:
+    first, _ = _respond(client, model="echo", input="first question", instructions="one two three")
+    assert first.usage is not None and first.usage.input_tokens == 3 + 5
+
+    second, body = _respond(client, model="echo", input="second one", previous_response_id=first.id)
+    assert second.output_text == "You said: second one"
+    assert body["previous_response_id"] == first.id
+    # Instructions are not carried over; the first input (3+2) and output (3+4), then the new input (3+2).
+    assert second.usage is not None and second.usage.input_tokens == 17
+
+    # A turn without a user message of its own echoes the conversation's last user text.
+    third, _ = _respond(
+        client,
+        model="echo",
+        input=[{"role": "developer", "content": "go on"}],
+        previous_response_id=second.id,
+    )
+    assert third.output_text == "You said: second one"
+    assert third.usage is not None and third.usage.input_tokens == 17 + (3 + 4) + (3 + 2)
+
+    # A tool loop across responses: the call is remembered, the output alone comes back.
+    call_reply, _ = _respond(client, model="gpt-x", input="weather?", tools=[WEATHER_FUNCTION])
+    call = call_reply.output[0]
+    assert call.type == "function_call"
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "rain"}
+    answer, _ = _respond(
+        client, model="gpt-x", input=[output], tools=[WEATHER_FUNCTION], previous_response_id=call_reply.id
+    )
+    assert answer.output_text == "Tool said: rain"
+    assert answer.usage is not None and answer.usage.input_tokens == (3 + 1) + 2 + 1
+
+
+def test_responses_previous_response_not_found(client: openai.OpenAI, up: FakeUpstream) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="echo", input="x", previous_response_id="resp_unknown")
+    assert info.value.param == "previous_response_id"
+    assert info.value.code == "previous_response_not_found"
+    assert info.value.body is not None and "resp_unknown" in info.value.body["message"]
+    _assert_valid("ErrorResponse", info.value.response.json())
+
+    unstored, body = _respond(client, model="echo", input="secret", store=False)
+    assert body["store"] is False and unstored.id not in up.stored_responses
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="echo", input="x", previous_response_id=unstored.id)
+    assert info.value.code == "previous_response_not_found"
+    # A streamed answer is kept as well.
+    streamed = _stream_events(up, {"model": "echo", "input": "streamed"})
+    assert streamed[-1]["response"]["id"] in up.stored_responses
+
+
+def test_response_store_forgets_the_oldest() -> None:
+    store = ResponseStore(limit=2)
+    for name in ("a", "b", "c"):
+        store.keep(name, [{"role": "user", "content": name}])
+    assert "a" not in store and len(store) == 2
+    assert store.get("c") == [{"role": "user", "content": "c"}]
+
+
+def test_responses_max_output_tokens_is_incomplete(client: openai.OpenAI, up: FakeUpstream) -> None:
+    reply, body = _respond(client, model="long:10", input="hello", max_output_tokens=3)
+
+    assert reply.status == "incomplete" and reply.completed_at is None
+    assert reply.incomplete_details is not None and reply.incomplete_details.reason == "max_output_tokens"
+    assert reply.output_text == "w1 w2 w3" and reply.output[0].status == "incomplete"
+    assert body["max_output_tokens"] == 3
+    assert reply.usage is not None and reply.usage.output_tokens == 3
+    enough, _ = _respond(client, model="long:3", input="hello", max_output_tokens=3)
+    assert enough.status == "completed" and enough.incomplete_details is None
+
+    events = _stream_events(up, {"model": "echo", "input": "a b c d", "max_output_tokens": 2})
+    assert [e["delta"] for e in events if e["type"] == "response.output_text.delta"] == ["You", " said:"]
+    last = events[-1]
+    assert last["type"] == "response.incomplete" and last["response"]["status"] == "incomplete"
+    assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert "response.completed" not in {e["type"] for e in events}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="echo", input="x", max_output_tokens=-1)
+    assert info.value.param == "max_output_tokens"
+
+
+def test_responses_reasoning(client: openai.OpenAI) -> None:
+    reply, body = _respond(
+        client, model="echo", input="hello there", reasoning={"effort": "low", "summary": "auto"}
+    )
+
+    reasoning, message = reply.output
+    assert reasoning.type == "reasoning" and reasoning.id.startswith("rs_")
+    assert [s.text for s in reasoning.summary] == ["Thinking about how to answer."]
+    assert reasoning.encrypted_content is None
+    assert message.type == "message" and reply.output_text == "You said: hello there"
+    assert body["reasoning"] == {"effort": "low", "summary": "auto"}
+    usage = reply.usage
+    assert usage is not None
+    # 5 summary words are reasoning tokens, and count in the output tokens too.
+    assert (usage.input_tokens, usage.output_tokens, usage.output_tokens_details.reasoning_tokens) == (
+        5,
+        9,
+        5,
+    )
+    assert usage.total_tokens == 14
+
+    sealed, _ = _respond(client, model="echo", input="hi", include=["reasoning.encrypted_content"])
+    assert sealed.output[0].type == "reasoning" and isinstance(sealed.output[0].encrypted_content, str)
+    # The reasoning item of a previous response is part of the conversation but costs no input tokens.
+    follow, _ = _respond(client, model="echo", input="more", previous_response_id=sealed.id)
+    assert follow.usage is not None and follow.usage.input_tokens == (3 + 1) + (3 + 3) + (3 + 1)
+    plain, body = _respond(client, model="echo", input="hi", reasoning={"effort": "none"})
+    assert [o.type for o in plain.output] == ["message"]
+    assert _respond(client, model="echo", input="hi")[1]["reasoning"] == {"effort": None, "summary": None}
+
+
+def test_responses_json_object_format(client: openai.OpenAI) -> None:
+    reply, body = _respond(client, model="echo", input="hi there", text={"format": {"type": "json_object"}})
+
+    assert json.loads(reply.output_text) == {"echo": "hi there"}
+    assert body["text"]["format"] == {"type": "json_object"}
+
+
+def test_responses_stream_helper(client: openai.OpenAI) -> None:
+    with client.responses.stream(model="echo", input="hello there") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+
+    kinds = [e.type for e in events]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * 4,
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [e.delta for e in events if e.type == "response.output_text.delta"] == [
+        "You",
+        " said:",
+        " hello",
+        " there",
+    ]
+    assert events[0].response.status == "in_progress" and events[0].response.usage is None
+    assert final.output_text == "You said: hello there" and final.status == "completed"
+    assert final.id == events[0].response.id
+    assert final.usage is not None and (final.usage.input_tokens, final.usage.output_tokens) == (5, 4)
+
+
+def test_responses_stream_of_reasoning_and_tool_call(client: openai.OpenAI, up: FakeUpstream) -> None:
+    body = {
+        "model": "gpt-x",
+        "input": "weather?",
+        "tools": [WEATHER_FUNCTION],
+        "reasoning": {"effort": "high"},
+    }
+    events = _stream_events(up, body)
+
+    kinds = [e["type"] for e in events]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        *["response.reasoning_summary_text.delta"] * 5,
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    summary = "".join(e["delta"] for e in events if e["type"] == "response.reasoning_summary_text.delta")
+    assert summary == "Thinking about how to answer."
+    opened = events[12]["item"]
+    assert (
+        opened["type"] == "function_call" and opened["arguments"] == "" and opened["status"] == "in_progress"
+    )
+    assert events[14]["name"] == "get_weather" and events[14]["arguments"] == "{}"
+    done = events[-1]["response"]
+    _assert_valid("Response", done)
+    assert [item["type"] for item in done["output"]] == ["reasoning", "function_call"]
+    assert (
+        done["usage"]["output_tokens"] == 7
+        and done["usage"]["output_tokens_details"]["reasoning_tokens"] == 5
+    )
+
+    # The SDK's helper accepts the same stream, in order.
+    with client.responses.stream(**body) as stream:
+        final = stream.get_final_response()
+    assert [o.type for o in final.output] == ["reasoning", "function_call"]
+    assert final.output[1].type == "function_call" and final.output[1].arguments == "{}"
+
+
+def test_responses_stream_cut_after(up: FakeUpstream) -> None:
+    body = {"model": "cut-after:2", "input": "hello there", "stream": True}
+    events, error = asyncio.run(_responses_sse(up.base_url + "/responses", body))
+
+    assert error is not None
+    assert [e["type"] for e in events[:4]] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert [e["delta"] for e in events[4:]] == ["You", " said:"]
+    with pytest.raises(openai.APIConnectionError):
+        openai.OpenAI(base_url=up.base_url, api_key="x", max_retries=0).responses.create(
+            model="cut-after:1", input="x"
+        )
+
+
+def test_responses_slow_streams(client: openai.OpenAI, up: FakeUpstream) -> None:
+    started = time.monotonic()
+    with client.responses.stream(model="slow-stream:0.01", input="hi") as stream:
+        events = list(stream)
+    assert time.monotonic() - started >= 0.01 * (len(events) - 1)
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text.split()[-1] == "word19"  # padded to 20 words
+
+    started = time.monotonic()
+    with client.responses.stream(model="slow-first-token:0.2", input="hi") as stream:
+        first = next(iter(stream))
+        assert time.monotonic() - started >= 0.2 and first.type == "response.created"
+        stream.until_done()
+
+    with client.responses.stream(model="slow-stream:0.05", input="hi") as stream:
+        for _ in range(3):
+            next(stream)
+    record = up.wait_for_disconnect(1.0, model="slow-stream:0.05")
+    assert record is not None and record.stream and 3 <= record.chunks_sent < 30
+
+
+def test_responses_failures(client: openai.OpenAI, up: FakeUpstream) -> None:
+    with pytest.raises(openai.InternalServerError):
+        client.responses.create(model="fail-500", input="x")
+    with pytest.raises(openai.RateLimitError) as info:
+        client.responses.create(model="fail-429:3", input="x", stream=True)
+    assert info.value.response.headers["retry-after"] == "3" and info.value.code == "rate_limit_exceeded"
+    with pytest.raises(json.JSONDecodeError):
+        client.responses.create(model="garbage", input="x")
+    with pytest.raises(openai.APIConnectionError):
+        client.responses.create(model="early-close", input="x")
+
+    assert _respond(client, model="no-usage", input="x")[0].usage is None
+    events = _stream_events(up, {"model": "no-usage", "input": "x"})
+    assert events[-1]["type"] == "response.completed" and events[-1]["response"].get("usage") is None
+
+    with pytest.raises(openai.APITimeoutError):
+        client.with_options(timeout=0.2).responses.create(model="hang", input="x")
+    assert up.wait_for_disconnect(1.0, model="hang") is not None
+    started = time.monotonic()
+    reply = client.responses.create(model="slow-first-byte:0.2", input="x")
+    assert time.monotonic() - started >= 0.2 and reply.output_text == "You said: x"
+
+
+def test_responses_bad_requests(client: openai.OpenAI) -> None:
+    cases = [
+        ({"input": 42}, "input"),
+        ({"input": ["not an item"]}, "input[0]"),
+        (
+            {"input": "x", "tools": [{"type": "function", "function": {"name": "chat_style"}}]},
+            "tools[0].name",
+        ),
+        ({"input": "x", "instructions": ["a"]}, "instructions"),
+    ]
+    for extra, param in cases:
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.create(model="echo", **extra)
+        assert info.value.param == param
+
+
+def test_responses_live_under_prefixes(up: FakeUpstream) -> None:
+    up.clear()
+    p4 = openai.OpenAI(base_url=up.url_for("p4"), api_key="x", max_retries=0)
+
+    first = p4.responses.create(model="echo", input="x")
+    # Ids are the server's, whatever the prefix.
+    p4.responses.create(model="echo", input="y", previous_response_id=first.id)
+
+    assert [r.path for r in up.find(prefix="p4")] == ["/p4/v1/responses"] * 2
     assert up.count(prefix="") == 0

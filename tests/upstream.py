@@ -4,8 +4,8 @@ The test-suite points the gateway's providers at it, and the benchmark uses it a
 baseline, so it speaks real HTTP over a real socket and stays cheap per request.
 
 Endpoints, each also under any path prefix (``/{prefix}/v1/...``, see :meth:`FakeUpstream.url_for`):
-``POST /v1/chat/completions``, ``POST /v1/completions`` (legacy), ``POST /v1/embeddings``, ``GET /v1/models``
-and ``GET /v1/models/{id}``.
+``POST /v1/chat/completions``, ``POST /v1/completions`` (legacy), ``POST /v1/embeddings``,
+``POST /v1/responses``, ``GET /v1/models`` and ``GET /v1/models/{id}``.
 
 Behaviour is chosen by the ``model`` field of the request body (the gateway forwards the provider's upstream
 model name there). Grammar: ``<base>[:<param>]``. The same behaviours apply to every POST endpoint; the
@@ -13,18 +13,22 @@ stream-only ones do nothing to embeddings, which never stream.
 
 =========================  ===========================================================================
 ``echo`` / anything else   success; content is ``"You said: " + <last user text>`` (whitespace collapsed);
-                           legacy completions: ``"You said: " + <prompt> [+ " " + <suffix>]``
+                           legacy completions: ``"You said: " + <prompt> [+ " " + <suffix>]``;
+                           responses right after a ``function_call_output``: ``"Tool said: " + <its output>``
 ``long:N``                 success with exactly N content words ``"w1 w2 ... wN"``
-``no-usage``               success, but ``usage`` is never sent (not even with ``include_usage``)
+``no-usage``               success, but ``usage`` is never sent (not even with ``include_usage``; a Response
+                           has no ``usage`` key, which the SDK reads as None: the spec allows no null there)
 ``float-only``             embeddings: always answer float arrays, even when ``base64`` is asked for
 ``fail-NNN[:S]``           HTTP NNN with an OpenAI error body; ``Retry-After: S`` (``fail-429``: 1 by default)
 ``hang``                   accept the request and never answer
 ``slow-first-byte:S``      wait S seconds before the response headers, then behave normally
 ``slow-stream[:S]``        streams wait S seconds (default 0.1) between chunks; at least 20 content words
-                           (before ``max_tokens``, which legacy completions default to 16)
+                           (before ``max_tokens`` / ``max_output_tokens``; legacy completions default to 16)
 ``slow-first-token:S``     streams send their headers at once, then wait S seconds before the first event
 ``cut-after:N``            chat stream: headers + role chunk + N content chunks, then abort the TCP connection;
                            legacy completion stream: headers + N chunks, then abort;
+                           responses stream: headers + the events before the first text (or arguments)
+                           delta + N events (N text deltas), then abort;
                            non-stream (embeddings too): headers + half the body, then abort
 ``garbage``                HTTP 200, ``application/json``, body that is not JSON
 ``early-close``            close the connection without sending any response
@@ -45,6 +49,32 @@ logprob ``-(len(token.strip()) % 7 + 1) / 8``; ``text_offset`` counts from the s
 ``text``), ``stream`` and ``stream_options.include_usage``. A stream sends each choice in turn, one chunk per
 word, then a chunk with its finish_reason, then [the usage chunk, ``choices: []``] and ``[DONE]``.
 
+Responses (``POST /v1/responses``) take ``input`` as a string (one user message) or items: messages (string
+content, or ``input_text`` / ``output_text`` parts; other parts are ignored), ``function_call`` and
+``function_call_output`` items (others are accepted and ignored), and honour ``instructions``, ``tools``
+(function tools ``{"type": "function", "name", ...}``, echoed with ``strict``/``description``/``parameters``
+filled in; built-in tools such as ``web_search`` are accepted, echoed and never called), ``tool_choice``
+(``auto``/``required``: the first function tool; a named function; ``allowed_tools``; ``none``),
+``max_output_tokens`` (the text is cut to that many words: status ``incomplete``,
+``incomplete_details.reason`` ``max_output_tokens``), ``text.format`` ``json_object`` (text
+``{"echo": "<text>"}``), ``reasoning`` (an effort other than ``none``) or
+``include: ["reasoning.encrypted_content"]`` (a ``reasoning`` item with the summary
+``"Thinking about how to answer."`` comes first; ``encrypted_content`` only when included), ``stream`` and
+``previous_response_id``. The server keeps the last 10,000 responses it made (not those asked with
+``store: false``; ``FakeUpstream.stored_responses``, kept across ``clear()``) as their conversation, input
+then output, from the moment they are answered; a request naming one continues it, the new input
+after the old (``instructions`` are not carried over); an id it does not know answers 400
+``previous_response_not_found`` with ``param: previous_response_id``. With function tools and a conversation
+whose last item is not a ``function_call_output``, the answer is one ``function_call`` item (arguments ``{}``,
+``call_id`` ``call_...``); after a ``function_call_output`` it is text quoting the output, so tool loops end.
+A stream is ``event: <type>`` + ``data: <json>`` events with a ``sequence_number`` from 0:
+``response.created``, ``response.in_progress``, then per output item ``response.output_item.added``, its
+reasoning summary events (``reasoning_summary_part.added``, one ``reasoning_summary_text.delta`` per word,
+``.done``, ``part.done``), message events (``content_part.added``, one ``output_text.delta`` per word,
+``output_text.done``, ``content_part.done``) or call events (``function_call_arguments.delta``, ``.done``) and
+``response.output_item.done``; last ``response.completed`` or ``response.incomplete`` with the whole Response;
+no ``[DONE]``.
+
 Embeddings take ``input`` in the same four forms (an empty string is rejected), ``dimensions`` (default 8)
 and ``encoding_format`` ``float`` (default) or ``base64`` (little-endian float32, as OpenAI sends). Vectors
 come from :func:`embedding_vector`: deterministic, unit length, float32-exact, so both encodings carry the
@@ -55,6 +85,12 @@ Token accounting is deterministic so billing tests can predict it (a "word" is a
 * chat: prompt_tokens is the number of words in all message text plus 3 per message; completion_tokens is
   the number of content words, i.e. the number of streamed content chunks (a tool call counts as its 2
   chunks: name and arguments);
+* responses: input_tokens is the words of ``instructions`` plus, over the whole conversation (the previous
+  responses' inputs and outputs included), 3 + the words of each message, the words of each function call's
+  name and arguments (2 for the calls this server makes) and of each function call output's output (reasoning
+  and other items are free); output_tokens is the text's words (2 for a function call, as in chat) plus the
+  reasoning summary's words, which are also ``output_tokens_details.reasoning_tokens``;
+  ``input_tokens_details.cached_tokens`` is 0;
 * legacy completions: prompt_tokens is the number of words (or token ids) of every prompt, plus the words of
   ``suffix`` once per prompt; completion_tokens is, summed over the prompts, the number of generated words
   (the echoed prompt not included) times ``max(n, best_of)``, as OpenAI bills ``best_of``;
@@ -218,9 +254,10 @@ def error_response(
 class InvalidRequest(ValueError):
     """A request a real upstream would refuse with a 400; raised while planning the answer."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -745,6 +782,390 @@ def text_completion_reply(body: dict[str, Any], behaviour: Behaviour, stream: bo
     return Reply(completion.id, text_completion_body(completion))
 
 
+# ------------------------------------------------------------------------------------------- responses
+
+RESPONSE_STORE_LIMIT = 10_000
+REASONING_SUMMARY = "Thinking about how to answer."
+ENCRYPTED_REASONING_INCLUDE = "reasoning.encrypted_content"
+RESPONSE_TEXT_PARTS = frozenset({"input_text", "output_text"})
+
+
+class ResponseStore:
+    """The conversations of the responses this server made, by response id: each one's input items (those
+    of its own previous responses first) followed by its output items. Only the last ``limit`` are kept."""
+
+    def __init__(self, limit: int = RESPONSE_STORE_LIMIT) -> None:
+        self._limit = max(limit, 0)
+        self._items: collections.OrderedDict[str, list[dict[str, Any]]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, response_id: str) -> list[dict[str, Any]] | None:
+        with self._lock:
+            return self._items.get(response_id)
+
+    def keep(self, response_id: str, conversation: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._items[response_id] = conversation
+            while len(self._items) > self._limit:
+                self._items.popitem(last=False)
+
+    def __contains__(self, response_id: object) -> bool:
+        with self._lock:
+            return response_id in self._items
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+def words_of(value: Any) -> list[str]:
+    return value.split() if isinstance(value, str) else []
+
+
+def item_text(item: dict[str, Any]) -> str:
+    """The text of an input or output item: a message's content (a string or its ``input_text`` /
+    ``output_text`` parts), a function call's name and arguments, a function call output's output."""
+    kind = item.get("type")
+    if kind == "function_call":
+        return f"{item.get('name') or ''} {item.get('arguments') or ''}"
+    content = item.get("output") if kind == "function_call_output" else item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict)
+            and part.get("type") in RESPONSE_TEXT_PARTS
+            and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def is_message(item: dict[str, Any]) -> bool:
+    return item.get("type", "message") == "message" and "role" in item
+
+
+def item_tokens(item: dict[str, Any]) -> int:
+    """Input tokens of one item: a message is 3 + its words; a function call or a function call output is
+    its words; anything else (reasoning, built-in tool calls, ...) is free."""
+    if is_message(item):
+        return 3 + len(item_text(item).split())
+    if item.get("type") in ("function_call", "function_call_output"):
+        return len(item_text(item).split())
+    return 0
+
+
+def response_input(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's ``input`` as items: a string is one user message."""
+    value = body.get("input")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise InvalidRequest(
+                    f"Invalid type for 'input[{index}]': expected an object.", f"input[{index}]"
+                )
+        return value
+    raise InvalidRequest("Invalid type for 'input': expected a string or an array of input items.", "input")
+
+
+def response_tools(value: Any) -> list[dict[str, Any]]:
+    """The request's tools as the Response echoes them: function tools with every field the spec requires,
+    built-in tools (``web_search``, ...) as given."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest("Invalid type for 'tools': expected an array.", "tools")
+    tools = []
+    for index, tool in enumerate(value):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            raise InvalidRequest(
+                f"Missing required parameter: 'tools[{index}].type'.", f"tools[{index}].type"
+            )
+        if tool["type"] != "function":
+            tools.append(tool)
+            continue
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(
+                f"Missing required parameter: 'tools[{index}].name'.", f"tools[{index}].name"
+            )
+        strict = tool.get("strict")
+        tools.append(
+            {
+                "type": "function",
+                "name": name,
+                "description": tool.get("description"),
+                "parameters": tool.get("parameters"),
+                "strict": True if strict is None else strict,
+            }
+        )
+    return tools
+
+
+def pick_response_tool(choice: Any, tools: list[dict[str, Any]]) -> str | None:
+    """Name of the function tool to call, or None when the answer is text."""
+    functions = [tool["name"] for tool in tools if tool["type"] == "function"]
+    if choice is None or choice in ("auto", "required"):
+        return functions[0] if functions else None
+    if choice == "none":
+        return None
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = choice.get("name")
+        if name not in functions:
+            raise InvalidRequest(
+                f"Tool choice 'function' with name '{name}' not found in 'tools'.", "tool_choice"
+            )
+        return str(name)
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        allowed = [t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict)]
+        return next((name for name in functions if name in allowed), None)
+    if isinstance(choice, dict) and isinstance(choice.get("type"), str):
+        return None  # a built-in tool is forced; built-in tools are accepted and never called
+    raise InvalidRequest("Invalid value for 'tool_choice'.", "tool_choice")
+
+
+def wants_reasoning(body: dict[str, Any]) -> bool:
+    include = body.get("include")
+    if isinstance(include, list) and ENCRYPTED_REASONING_INCLUDE in include:
+        return True
+    reasoning = body.get("reasoning")
+    return (
+        isinstance(reasoning, dict)
+        and any(v is not None for v in reasoning.values())
+        and reasoning.get("effort") != "none"
+    )
+
+
+def response_words(
+    conversation: list[dict[str, Any]], body: dict[str, Any], behaviour: Behaviour, after_tool: bool
+) -> list[str]:
+    """The words of the answer text; the text is always ``" ".join(words)``."""
+    if behaviour.name == "long":
+        return long_words(behaviour)
+    if after_tool:
+        lead, text = ["Tool", "said:"], item_text(conversation[-1])
+    else:
+        lead = ["You", "said:"]
+        users = (item for item in reversed(conversation) if is_message(item) and item.get("role") == "user")
+        text = item_text(next(users, {}))
+    words = pad_words(text.split(), padding_for(behaviour))
+    text_param = body.get("text")
+    text_format = text_param.get("format") if isinstance(text_param, dict) else None
+    if isinstance(text_format, dict) and text_format.get("type") == "json_object":
+        return json.dumps({"echo": " ".join(words)}, ensure_ascii=False).split(" ")
+    return [*lead, *words]
+
+
+def _number(value: Any, default: float) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def response_settings(body: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The request settings a Response echoes."""
+    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    text_param = body.get("text") if isinstance(body.get("text"), dict) else {}
+    settings: dict[str, Any] = {
+        "background": False,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"),
+        "metadata": body.get("metadata") if isinstance(body.get("metadata"), dict) else {},
+        "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
+        "previous_response_id": body.get("previous_response_id"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "safety_identifier": body.get("safety_identifier"),
+        "service_tier": "default",
+        "store": body.get("store") is not False,
+        "temperature": _number(body.get("temperature"), 1.0),
+        "text": {
+            "format": text_param.get("format") or {"type": "text"},
+            "verbosity": text_param.get("verbosity") or "medium",
+        },
+        "tool_choice": body.get("tool_choice") if body.get("tool_choice") is not None else "auto",
+        "tools": tools,
+        "top_logprobs": body.get("top_logprobs") or 0,
+        "top_p": _number(body.get("top_p"), 1.0),
+        "truncation": body.get("truncation") or "disabled",
+    }
+    if isinstance(body.get("user"), str):
+        settings["user"] = body["user"]
+    return settings
+
+
+def plan_response(
+    body: dict[str, Any], behaviour: Behaviour, store: ResponseStore
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The finished Response object, and the conversation it answered (previous responses first)."""
+    previous_id = body.get("previous_response_id")
+    history: list[dict[str, Any]] = []
+    if previous_id is not None:
+        found = store.get(previous_id) if isinstance(previous_id, str) else None
+        if found is None:
+            raise InvalidRequest(
+                f"Previous response with id '{previous_id}' not found.",
+                "previous_response_id",
+                code="previous_response_not_found",
+            )
+        history = found
+    conversation = history + response_input(body)
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise InvalidRequest("Invalid type for 'instructions': expected a string.", "instructions")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not _is_int(limit) or limit < 0):
+        raise InvalidRequest("'max_output_tokens' must be a non-negative integer.", "max_output_tokens")
+    tools = response_tools(body.get("tools"))
+    tool_name = pick_response_tool(body.get("tool_choice"), tools)
+    after_tool = bool(conversation) and conversation[-1].get("type") == "function_call_output"
+
+    output: list[dict[str, Any]] = []
+    reasoning_tokens = 0
+    if wants_reasoning(body):
+        reasoning: dict[str, Any] = {
+            "id": _new_id("rs_"),
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": REASONING_SUMMARY}],
+        }
+        include = body.get("include")
+        if isinstance(include, list) and ENCRYPTED_REASONING_INCLUDE in include:
+            sealed = hashlib.sha256(f"{reasoning['id']}|{REASONING_SUMMARY}".encode()).digest()
+            reasoning["encrypted_content"] = base64.b64encode(sealed).decode("ascii")
+        output.append(reasoning)
+        reasoning_tokens = len(REASONING_SUMMARY.split())
+    status, incomplete_details = "completed", None
+    if tool_name and not after_tool:
+        output.append(
+            {
+                "id": _new_id("fc_"),
+                "type": "function_call",
+                "status": "completed",
+                "arguments": "{}",
+                "call_id": _new_id("call_"),
+                "name": tool_name,
+            }
+        )
+        visible_tokens = TOOL_CALL_TOKENS
+    else:
+        words = response_words(conversation, body, behaviour, after_tool)
+        if limit is not None and len(words) > limit:
+            words = words[:limit]
+            status, incomplete_details = "incomplete", {"reason": "max_output_tokens"}
+        part = {"type": "output_text", "text": " ".join(words), "annotations": [], "logprobs": []}
+        output.append(
+            {
+                "id": _new_id("msg_"),
+                "type": "message",
+                "status": status,
+                "role": "assistant",
+                "content": [part],
+            }
+        )
+        visible_tokens = len(words)
+
+    created_at = int(time.time())
+    response: dict[str, Any] = {
+        "id": _new_id("resp_"),
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "completed_at": created_at if status == "completed" else None,
+        "error": None,
+        "incomplete_details": incomplete_details,
+        "model": str(body.get("model")),
+        "output": output,
+        **response_settings(body, tools),
+    }
+    if behaviour.name != "no-usage":
+        input_tokens = len(words_of(instructions)) + sum(item_tokens(item) for item in conversation)
+        output_tokens = visible_tokens + reasoning_tokens
+        response["usage"] = {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+            "total_tokens": input_tokens + output_tokens,
+        }
+    return response, conversation
+
+
+def response_stream_events(response: dict[str, Any]) -> tuple[list[bytes], int]:
+    """The SSE events of a streamed Response, and how many come before the first text or arguments delta."""
+    events: list[bytes] = []
+    sequence = itertools.count()
+    lead: int | None = None
+
+    def emit(kind: str, **fields: Any) -> None:
+        data = {"type": kind, **fields, "sequence_number": next(sequence)}
+        events.append(b"event: " + kind.encode() + b"\ndata: " + _dumps(data) + b"\n\n")
+
+    def deltas(text: str) -> list[str]:
+        return [word if i == 0 else " " + word for i, word in enumerate(text.split(" "))] if text else []
+
+    # The in-progress snapshot: nothing produced yet, so no usage (the spec has no null usage).
+    snapshot = {key: value for key, value in response.items() if key != "usage"}
+    snapshot.update(status="in_progress", completed_at=None, incomplete_details=None, output=[])
+    emit("response.created", response=snapshot)
+    emit("response.in_progress", response=snapshot)
+    for index, item in enumerate(response["output"]):
+        item_id = item["id"]
+        at = {"item_id": item_id, "output_index": index}
+        if item["type"] == "reasoning":
+            emit("response.output_item.added", output_index=index, item={**item, "summary": []})
+            for s, part in enumerate(item["summary"]):
+                empty = {"type": "summary_text", "text": ""}
+                emit("response.reasoning_summary_part.added", **at, summary_index=s, part=empty)
+                for delta in deltas(part["text"]):
+                    emit("response.reasoning_summary_text.delta", **at, summary_index=s, delta=delta)
+                emit("response.reasoning_summary_text.done", **at, summary_index=s, text=part["text"])
+                emit("response.reasoning_summary_part.done", **at, summary_index=s, part=part)
+        elif item["type"] == "function_call":
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            lead = len(events) if lead is None else lead
+            emit("response.function_call_arguments.delta", **at, delta=item["arguments"])
+            emit(
+                "response.function_call_arguments.done", **at, name=item["name"], arguments=item["arguments"]
+            )
+        else:
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "content": []},
+            )
+            for c, part in enumerate(item["content"]):
+                emit("response.content_part.added", **at, content_index=c, part={**part, "text": ""})
+                lead = len(events) if lead is None else lead
+                for delta in deltas(part["text"]):
+                    emit("response.output_text.delta", **at, content_index=c, delta=delta, logprobs=[])
+                emit("response.output_text.done", **at, content_index=c, text=part["text"], logprobs=[])
+                emit("response.content_part.done", **at, content_index=c, part=part)
+        emit("response.output_item.done", output_index=index, item=item)
+    final = "response.completed" if response["status"] == "completed" else "response.incomplete"
+    emit(final, response=response)
+    return events, len(events) if lead is None else lead
+
+
+def responses_reply(store: ResponseStore, body: dict[str, Any], behaviour: Behaviour, stream: bool) -> Reply:
+    """A Response (or its event stream); kept in ``store`` for ``previous_response_id`` unless ``store`` is
+    false in the request."""
+    response, conversation = plan_response(body, behaviour, store)
+    if response["store"]:
+        store.keep(response["id"], conversation + response["output"])
+    if stream:
+        events, lead = response_stream_events(response)
+        return Reply(response["id"], events, lead=lead)
+    return Reply(response["id"], _dumps(response))
+
+
 # -------------------------------------------------------------------------------------------- models
 
 
@@ -781,6 +1202,7 @@ class FakeUpstream:
         *,
         models: tuple[str, ...] = DEFAULT_MODELS,
         log_limit: int | None = 10_000,
+        response_limit: int = RESPONSE_STORE_LIMIT,
     ) -> None:
         self.host = host
         self._port = port
@@ -789,6 +1211,9 @@ class FakeUpstream:
         self._log_enabled = log_limit != 0
         self._requests: collections.deque[RecordedRequest] = collections.deque(maxlen=log_limit)
         self._disconnects: list[DisconnectRecord] = []
+        # Responses this server made, for previous_response_id; kept across clear(), ids never repeat.
+        self.stored_responses = ResponseStore(response_limit)
+        self._plan_response: Planner = functools.partial(responses_reply, self.stored_responses)
         self._cond = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -954,6 +1379,7 @@ class FakeUpstream:
             app.router.add_post(root + "/v1/chat/completions", self._chat_completions)
             app.router.add_post(root + "/v1/completions", self._completions)
             app.router.add_post(root + "/v1/embeddings", self._embeddings)
+            app.router.add_post(root + "/v1/responses", self._responses)
         app.router.add_route("*", "/{tail:.*}", self._unknown_path)
         return app
 
@@ -1041,6 +1467,12 @@ class FakeUpstream:
             return body
         return await self._serve(request, body, body["model"], False, embeddings_reply)
 
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read_json(request)
+        if isinstance(body, web.Response):
+            return body
+        return await self._serve(request, body, body["model"], bool(body.get("stream")), self._plan_response)
+
     async def _read_json(self, request: web.Request) -> dict[str, Any] | web.Response:
         """The body of a POST, recorded; or the 400 a real upstream gives a body without JSON or model."""
         raw = await request.read()
@@ -1086,7 +1518,7 @@ class FakeUpstream:
         try:
             reply = plan(body, behaviour, stream)
         except InvalidRequest as exc:
-            return error_response(400, str(exc), param=exc.param)
+            return error_response(400, str(exc), param=exc.param, code=exc.code)
         cut_after = behaviour.integer(3) if name == "cut-after" else None
         if isinstance(reply.payload, list):
             delay = behaviour.number(SLOW_STREAM_DELAY) if name == "slow-stream" else 0.0
