@@ -146,23 +146,25 @@ async def _relay_plain(
     rt: Runtime, req: Incoming, endpoint: Endpoint, model: ModelInfo, request, tally: Tally
 ):
     async def attempt(route: RouteInfo):
-        payload = endpoint.upstream_body(request, route, False)
-        response = await open_route(rt.session, route, endpoint.upstream_path, payload, False)
+        upstream = endpoint.upstream_for(route)
+        response = await open_route(
+            rt.session, route, upstream.path, upstream.body(request, route, False), False
+        )
         try:
             async with asyncio.timeout(route.provider.idle_timeout):
                 raw = await response.read()
-            return endpoint.check_answer(raw)
+            return upstream, upstream.check_answer(raw)
         except UPSTREAM_FAULTS as exc:
             raise UpstreamFailure("timeout" if isinstance(exc, TimeoutError) else "garbage") from None
         finally:
             response.release()
 
     waited = time.perf_counter()
-    tally.route, answer = await first_answer(rt.circuits, model, attempt)
+    tally.route, (upstream, answer) = await first_answer(rt.circuits, model, attempt)
     req.upstream_time += time.perf_counter() - waited
     tally.first_token_at = time.perf_counter()
-    endpoint.take_answer(tally, answer)
-    await send_json(req, 200, endpoint.write_answer(request, answer))
+    upstream.take_answer(tally, answer)
+    await send_json(req, 200, upstream.write_answer(request, answer))
     return 200
 
 
@@ -172,20 +174,22 @@ async def _relay_stream(
     keepalive = settings.STREAM_KEEPALIVE_SECONDS
 
     async def attempt(route: RouteInfo):
-        payload = endpoint.upstream_body(request, route, True)
-        response = await open_route(rt.session, route, endpoint.upstream_path, payload, True)
+        upstream = endpoint.upstream_for(route)
+        response = await open_route(
+            rt.session, route, upstream.path, upstream.body(request, route, True), True
+        )
         lines = Lines(response, route.provider.first_byte_timeout, route.provider.idle_timeout)
         try:
-            return response, lines, await streaming.first_event(lines, keepalive)
+            return upstream, response, lines, await streaming.first_event(lines, keepalive)
         except UPSTREAM_FAULTS as exc:
             response.close()
             raise UpstreamFailure("timeout" if isinstance(exc, TimeoutError) else "garbage") from None
 
     waited = time.perf_counter()
-    tally.route, (response, lines, first) = await first_answer(rt.circuits, model, attempt)
+    tally.route, (upstream, response, lines, first) = await first_answer(rt.circuits, model, attempt)
     req.upstream_time += time.perf_counter() - waited
     try:
-        await streaming.relay_stream(
+        await upstream.relay_stream(
             req, lines, first, tally, include_usage=request.include_usage, keepalive_every=keepalive
         )
     finally:

@@ -2,19 +2,20 @@
 
 The pipeline's steps (parse, authenticate, resolve, admit, reserve, relay, settle) are written once; what
 differs between endpoints is said here, as plain functions: how a request is parsed and validated, how its
-input is counted and how much output it may produce (its worst case), the upstream path and body for a route,
-how an upstream's answer is checked and what it produced, and how the client's answer is written.
+input is counted and how much output it may produce (its worst case), and, for each style of route (the
+dialect its provider speaks), an ``Upstream``: the upstream path and body, how its answer is checked, what it
+produced, how the client's answer is written, and how its stream is relayed.
 
 Adding an endpoint: write a module beside chat.py with its request type, its functions and one ``Endpoint``,
 and list it in ``ENDPOINTS`` (endpoints/__init__.py). Authentication, limits, credits and settlement don't change.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
-from proxy.gateway.streaming import Tally
+from proxy.gateway.streaming import Tally, relay_stream
 
 
 class Request(Protocol):
@@ -27,17 +28,39 @@ class Request(Protocol):
     prompt_tokens: int | None  # the local count of the input, once one was needed
 
 
+StreamRelay = Callable[..., Awaitable[None]]  # streaming.relay_stream's signature
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """How an endpoint's request goes to a route of one style, and how the route's answer comes back."""
+
+    path: str  # appended to the provider's base_url
+    body: Callable[[Any, RouteInfo, bool], bytes]  # the upstream's body for a route; True: it streams
+    check_answer: Callable[[bytes], dict]  # its plain answer, or ValueError (the route then fails over)
+    take_answer: Callable[[Tally, dict], None]  # what a plain answer produced
+    write_answer: Callable[[Any, dict], bytes]  # the client's plain answer
+    relay_stream: StreamRelay = relay_stream  # its stream to the client, chunk by chunk
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     name: str  # what usage records call it: "chat.completions", "embeddings", "completions"
     path: str  # the client's path
     mode: str  # the catalog mode of the models that serve it (proxy.catalog.models.Model.Mode)
-    upstream_path: str  # appended to an OpenAI-style provider's base_url
     parse: Callable[[bytes], Any]  # the request, or a 400 naming the `param`
     count_input: Callable[[Any], int]  # a local count of the request's input tokens
     max_output: Callable[[Any, ModelInfo], int]  # the most output tokens it can be billed for
-    upstream_body: Callable[[Any, RouteInfo, bool], bytes]  # for a route; True: the upstream streams
-    check_answer: Callable[[bytes], dict]  # the upstream's plain answer, or ValueError (it fails over)
-    take_answer: Callable[[Tally, dict], None]  # what a plain answer produced
-    write_answer: Callable[[Any, dict], bytes]  # the client's plain answer
     count_output: Callable[[Tally], int]  # a local count of what was produced, when no usage came
+    upstreams: dict[str, Upstream]  # by route style (route_style): how each kind of route is called
+
+    def upstream_for(self, route: RouteInfo) -> Upstream:
+        return self.upstreams[route_style(route)]
+
+
+def route_style(route: RouteInfo) -> str:
+    """The dialect a route speaks: OpenAI's chat-style HTTP API (the in-process demo speaks it too)."""
+    return OPENAI
+
+
+OPENAI = "openai"

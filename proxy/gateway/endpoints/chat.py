@@ -6,7 +6,7 @@ import orjson
 from billing.credits import DEFAULT_MAX_OUTPUT
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
 from proxy.gateway import tokens
-from proxy.gateway.endpoints.base import Endpoint
+from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream
 from proxy.gateway.schemas import ChatRequest, parse_chat_request
 from proxy.gateway.streaming import Tally
 from proxy.gateway.upstream import routed_body
@@ -56,13 +56,17 @@ CHAT = Endpoint(
     name="chat.completions",
     path="/v1/chat/completions",
     mode="chat",
-    upstream_path="/chat/completions",
     parse=parse_chat_request,
     count_input=lambda request: tokens.count_messages(request.messages),
     max_output=max_output,
-    upstream_body=upstream_body,
-    check_answer=check_answer,
-    take_answer=take_answer,
-    write_answer=write_answer,
     count_output=lambda tally: tokens.count_completion(tally.pieces),
+    upstreams={
+        OPENAI: Upstream(
+            path="/chat/completions",
+            body=upstream_body,
+            check_answer=check_answer,
+            take_answer=take_answer,
+            write_answer=write_answer,
+        ),
+    },
 )

@@ -14,7 +14,7 @@ import orjson
 
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
 from proxy.gateway import tokens
-from proxy.gateway.endpoints.base import Endpoint
+from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream
 from proxy.gateway.schemas import MAX_TOKENS_LIMIT, SEED_MAX, SEED_MIN
 from proxy.gateway.schemas.basics import (
     MISSING,
@@ -132,13 +132,17 @@ COMPLETIONS = Endpoint(
     name="completions",
     path="/v1/completions",
     mode="completion",
-    upstream_path="/completions",
     parse=parse,
     count_input=count_input,
     max_output=max_output,
-    upstream_body=upstream_body,
-    check_answer=check_answer,
-    take_answer=take_answer,
-    write_answer=lambda _request, answer: orjson.dumps(answer),
     count_output=lambda tally: tokens.count_completion(tally.pieces),
+    upstreams={
+        OPENAI: Upstream(
+            path="/completions",
+            body=upstream_body,
+            check_answer=check_answer,
+            take_answer=take_answer,
+            write_answer=lambda _request, answer: orjson.dumps(answer),
+        ),
+    },
 )

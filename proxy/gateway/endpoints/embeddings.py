@@ -15,7 +15,7 @@ import orjson
 
 from proxy.catalog.snapshot import RouteInfo
 from proxy.gateway import tokens
-from proxy.gateway.endpoints.base import Endpoint
+from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream
 from proxy.gateway.schemas.basics import (
     MISSING,
     enum,
@@ -110,13 +110,17 @@ EMBEDDINGS = Endpoint(
     name="embeddings",
     path="/v1/embeddings",
     mode="embedding",
-    upstream_path="/embeddings",
     parse=parse,
     count_input=count_input,
     max_output=lambda _request, _model: 0,
-    upstream_body=upstream_body,
-    check_answer=check_answer,
-    take_answer=take_answer,
-    write_answer=write_answer,
     count_output=lambda _tally: 0,
+    upstreams={
+        OPENAI: Upstream(
+            path="/embeddings",
+            body=upstream_body,
+            check_answer=check_answer,
+            take_answer=take_answer,
+            write_answer=write_answer,
+        ),
+    },
 )
