@@ -455,8 +455,8 @@ class _Message:
         return [finished, {"type": "response.content_part.done", **self._where(), "part": part}]
 
     def _where(self) -> dict:
-        where = {"item_id": self.id, "output_index": self.output_index}
-        return {**where, "content_index": len(self.parts) - 1}
+        # The open part is always the last one.
+        return {"item_id": self.id, "output_index": self.output_index, "content_index": len(self.parts) - 1}
 
 
 @dataclass(slots=True)
@@ -584,8 +584,8 @@ class ChatStreamToResponses:
         if reasoning:
             events += self._reasoning_delta(reasoning)
         for kind, key in (("output_text", "content"), ("refusal", "refusal")):
-            text = delta.get(key)
-            if isinstance(text, str) and text:
+            text = _text_of(delta.get(key))
+            if text:
                 events += self._message_delta(kind, text)
         for call in delta.get("tool_calls") or ():
             if isinstance(call, dict):
@@ -731,6 +731,14 @@ def _first_choice(chunk: dict) -> dict | None:
         if isinstance(choice, dict) and choice.get("index", 0) == 0:
             return choice
     return None
+
+
+def _text_of(value: object) -> str:
+    """Chat's text: a string, or (from a few upstreams) a list of text parts."""
+    if isinstance(value, str):
+        return value
+    parts = value if isinstance(value, list) else ()
+    return "".join(p.get("text") or "" for p in parts if isinstance(p, dict) and p.get("type") == "text")
 
 
 def _reasoning_text(delta: dict) -> str:
