@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "portal",
     "proxy",
     "billing",
+    "proxy.conversations",
 ]
 
 MIDDLEWARE = [
@@ -160,6 +161,8 @@ SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.2)
 # this, new requests get 503 instead of being served with no way to record them (about 40 s at full speed).
 SETTLE_MAX_PENDING = env.int("SETTLE_MAX_PENDING", default=50_000)
 HOLD_TIMEOUT_SECONDS = env.int("HOLD_TIMEOUT_SECONDS", default=120)
+# Stored responses (the Responses API's store: true) are deleted this many days after they were made.
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
 
 # The Django cache holds the sign-in throttle's counters, so it must be shared by every process: Redis when there
 # is one, otherwise process memory (fine for the single process of `make run`).
@@ -201,6 +204,10 @@ CELERY_BEAT_SCHEDULE = {
     "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 60.0},
     "reconcile-ledger": {"task": "billing.tasks.reconcile_ledger", "schedule": crontab(minute=7)},
     "reset-daily-quotas": {"task": "billing.tasks.reset_daily_quotas", "schedule": crontab(minute=0, hour=0)},
+    "expire-responses": {
+        "task": "proxy.conversations.tasks.expire_responses",
+        "schedule": crontab(minute=23),
+    },
 }
 
 # --- Stripe (card purchases are disabled when these are empty) ---------------------------------------------------

@@ -37,7 +37,7 @@ stream-only ones do nothing to embeddings, which never stream.
 Chat options honoured on success: ``stream``, ``stream_options.include_usage``, ``max_tokens`` /
 ``max_completion_tokens`` (truncates, finish_reason ``length``), ``response_format`` ``json_object``
 (content is ``{"echo": "<text>"}``) and ``tools`` / ``tool_choice`` (answers with a call to the first, or
-the named, tool).
+the named, tool; after a ``tool`` message, in words, so that an agent's tool loop ends).
 
 Legacy completions take ``prompt`` as a string, strings, token ids or token-id lists (token ``id`` reads as
 the word ``t<id>``; a null prompt is ``<|endoftext|>``), and honour ``max_tokens`` (default 16, finish_reason
@@ -328,6 +328,14 @@ def pick_tool(body: dict[str, Any]) -> str | None:
     choice = body.get("tool_choice")
     if not isinstance(tools, list) or not tools or choice == "none":
         return None
+    messages = body.get("messages")
+    if (
+        isinstance(messages, list)
+        and messages
+        and isinstance(messages[-1], dict)
+        and messages[-1].get("role") == "tool"
+    ):
+        return None  # the tool has answered: reply in words, so that an agent's loop ends
     if isinstance(choice, dict):
         named = (choice.get("function") or {}).get("name")
         if named:

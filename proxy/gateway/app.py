@@ -50,6 +50,22 @@ async def _route(rt: Runtime, req: Incoming, path: str, method: str) -> None:
     elif path.startswith("/v1/models/"):
         _only_get(method, path)
         await pipeline.retrieve_model(rt, req, path.removeprefix("/v1/models/"))
+    elif path.startswith("/v1/responses/"):
+        await _stored_response(rt, req, path.removeprefix("/v1/responses/").split("/"), method, path)
+    else:
+        raise errors.unknown_url(method, req.scope["path"])
+
+
+async def _stored_response(rt: Runtime, req: Incoming, parts: list[str], method: str, path: str) -> None:
+    if len(parts) == 2 and parts[1] == "input_items":
+        _only_get(method, path)
+        await pipeline.response_input_items(rt, req, parts[0])
+    elif len(parts) == 1 and method == "GET":
+        await pipeline.response_retrieve(rt, req, parts[0])
+    elif len(parts) == 1 and method == "DELETE":
+        await pipeline.response_remove(rt, req, parts[0])
+    elif len(parts) == 1:
+        raise errors.method_not_allowed(method, path)
     else:
         raise errors.unknown_url(method, req.scope["path"])
 

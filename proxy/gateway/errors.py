@@ -67,6 +67,12 @@ def clip(text: str, limit: int = 64) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def response_not_found(response_id: str) -> ApiError:
+    """The one answer for a response that never existed, was deleted, was not stored, or is another
+    account's: none of them may be told apart."""
+    return ApiError(404, "invalid_request_error", None, f"Response with id '{clip(response_id)}' not found.")
+
+
 def unknown_url(method: str, path: str) -> ApiError:
     return ApiError(404, "invalid_request_error", "unknown_url", f"Unknown request URL: {method} {path}.")
 

@@ -4,6 +4,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -24,6 +25,10 @@ class Incoming:
     upstream_time: float = 0.0  # seconds spent waiting on the upstream, excluded from Server-Timing
     response_started: bool = False
     finished: bool = False  # the handler is done; a disconnect from now on is the normal end
+
+    def query(self) -> dict[str, str]:
+        """The query string's parameters, the last of each name."""
+        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.scope["headers"]:

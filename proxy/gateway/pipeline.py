@@ -7,6 +7,7 @@
 import asyncio
 import logging
 import time
+from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -16,6 +17,7 @@ from billing.api_selectors import key_summary
 from billing.credits import Reservation, worst_case
 from portal.accounts.limits import LimiterUnavailable, Quota
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
+from proxy.conversations.services import items_page, response_delete, response_get
 from proxy.gateway import admission, errors, settlement, spend, streaming
 from proxy.gateway.auth import KeyInfo
 from proxy.gateway.db import run_db
@@ -41,13 +43,15 @@ async def serve(rt: Runtime, req: Incoming, endpoint: Endpoint) -> None:
     key_hash, key = await rt.keys.authenticate(req.header(b"authorization"))  # 401 / 403
     model = await rt.catalog.resolve(request.model, key.allowed_models)  # 404 / 403 before anything counts
     _check_serves(model, endpoint)  # 404 for a model of another endpoint
+    if endpoint.prepare is not None:
+        await endpoint.prepare(rt, key, request)  # the endpoint's own reads (an earlier turn, say): 400
     _check_context(endpoint, model, request, len(req.body))  # 400 context_length_exceeded
     settlement.check_capacity(rt)  # 503 while usage can't be recorded
     key, quota = await admission.admit(rt, req, key_hash, key)  # 429 + Retry-After
     model, reservation, claim = await _reserve(rt, req, endpoint, key, quota, request)  # 402; never overdraws
     tally, status = Tally(), 500
     try:
-        status = await _relay(rt, req, endpoint, model, request, tally)  # failover before the first byte
+        status = await _relay(rt, req, endpoint, key, model, request, tally)  # failover before the first byte
     except errors.ApiError as err:
         status, tally.error_code = err.status, err.code or err.type
         raise
@@ -109,7 +113,13 @@ async def _reserve(
 
 
 async def _relay(
-    rt: Runtime, req: Incoming, endpoint: Endpoint, model: ModelInfo, request: Request, tally: Tally
+    rt: Runtime,
+    req: Incoming,
+    endpoint: Endpoint,
+    key: KeyInfo,
+    model: ModelInfo,
+    request: Request,
+    tally: Tally,
 ):
     """Send to the first route that answers, and relay its answer; the client going away cancels it.
 
@@ -119,8 +129,8 @@ async def _relay(
     watcher = asyncio.create_task(_watch_disconnect(req, handler, tally))
     try:
         if request.stream:
-            return await _relay_stream(rt, req, endpoint, model, request, tally)
-        return await _relay_plain(rt, req, endpoint, model, request, tally)
+            return await _relay_stream(rt, req, endpoint, key, model, request, tally)
+        return await _relay_plain(rt, req, endpoint, key, model, request, tally)
     except asyncio.CancelledError:
         if not tally.client_disconnected:
             raise
@@ -143,7 +153,7 @@ async def _watch_disconnect(req: Incoming, handler: asyncio.Task, tally: Tally) 
 
 
 async def _relay_plain(
-    rt: Runtime, req: Incoming, endpoint: Endpoint, model: ModelInfo, request, tally: Tally
+    rt: Runtime, req: Incoming, endpoint: Endpoint, key: KeyInfo, model: ModelInfo, request, tally: Tally
 ):
     async def attempt(route: RouteInfo):
         upstream = endpoint.upstream_for(route)
@@ -164,12 +174,15 @@ async def _relay_plain(
     req.upstream_time += time.perf_counter() - waited
     tally.first_token_at = time.perf_counter()
     upstream.take_answer(tally, answer)
-    await send_json(req, 200, upstream.write_answer(request, answer))
+    out = upstream.write_answer(request, answer)
+    if endpoint.keep is not None:
+        await endpoint.keep(rt, key, request, out)
+    await send_json(req, 200, dumps(out))
     return 200
 
 
 async def _relay_stream(
-    rt: Runtime, req: Incoming, endpoint: Endpoint, model: ModelInfo, request, tally: Tally
+    rt: Runtime, req: Incoming, endpoint: Endpoint, key: KeyInfo, model: ModelInfo, request, tally: Tally
 ):
     keepalive = settings.STREAM_KEEPALIVE_SECONDS
 
@@ -189,9 +202,9 @@ async def _relay_stream(
     tally.route, (upstream, response, lines, first) = await first_answer(rt.circuits, model, attempt)
     req.upstream_time += time.perf_counter() - waited
     try:
-        await upstream.relay_stream(
-            req, lines, first, tally, include_usage=request.include_usage, keepalive_every=keepalive
-        )
+        keep = partial(endpoint.keep, rt, key, request) if endpoint.keep is not None else None
+        writer = upstream.stream_writer(request, keep)
+        await streaming.relay_stream(req, lines, first, tally, writer=writer, keepalive_every=keepalive)
     finally:
         # Closed, not drained: when the client has gone, the upstream should stop generating at once.
         response.close()
@@ -222,3 +235,31 @@ async def key_self(rt: Runtime, req: Incoming) -> None:
 async def _caller(rt: Runtime, req: Incoming) -> KeyInfo:
     key_hash, key = await rt.keys.authenticate(req.header(b"authorization"))
     return await admission.peek(rt, req, key_hash, key)
+
+
+# --- stored responses: they carry the limit headers and count nothing ----------------------------------------
+
+
+async def response_retrieve(rt: Runtime, req: Incoming, response_id: str) -> None:
+    key = await _caller(rt, req)
+    stored = await run_db(response_get, account_id=key.account_id, response_id=response_id)
+    if stored is None:
+        raise errors.response_not_found(response_id)
+    await send_json(req, 200, dumps(stored.response))
+
+
+async def response_remove(rt: Runtime, req: Incoming, response_id: str) -> None:
+    key = await _caller(rt, req)
+    if not await run_db(response_delete, account_id=key.account_id, response_id=response_id):
+        raise errors.response_not_found(response_id)
+    await send_json(req, 200, dumps({"id": response_id, "object": "response", "deleted": True}))
+
+
+async def response_input_items(rt: Runtime, req: Incoming, response_id: str) -> None:
+    """A stored response's input items, a page at a time (``limit``, ``order``, ``after``), as OpenAI lists
+    them: this turn's input, newest first unless ``order=asc``."""
+    key = await _caller(rt, req)
+    stored = await run_db(response_get, account_id=key.account_id, response_id=response_id)
+    if stored is None:
+        raise errors.response_not_found(response_id)
+    await send_json(req, 200, dumps(items_page(stored.input_items, req.query())))

@@ -9,6 +9,7 @@ byte can no longer change the status, so it is reported in-band: one ``data: {"e
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -136,19 +137,51 @@ async def first_event(lines: Lines, keepalive_after: float) -> tuple[bytes, dict
         return event  # type: ignore[return-value]
 
 
+class ChatChunks:
+    """How a chat-style stream reaches its client: each chunk as the upstream wrote it (no re-encoding), but
+    the usage chunk the gateway asked for on the client's behalf, unless the client asked for it too; a
+    failure as one error event; and ``[DONE]``."""
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def start(self) -> bytes:
+        return b""
+
+    def chunk(self, raw: bytes, chunk: dict) -> bytes:
+        if chunk.get("usage") is not None and not chunk.get("choices") and not self.include_usage:
+            return b""
+        return b"data: " + raw + b"\n\n"
+
+    def failure(self, err: errors.ApiError) -> bytes:
+        return error_event(err)
+
+    async def end(self) -> bytes:
+        return DONE
+
+
+class StreamWriter(Protocol):
+    def start(self) -> bytes: ...
+    def chunk(self, raw: bytes, chunk: dict) -> bytes: ...
+    def failure(self, err: errors.ApiError) -> bytes: ...
+    async def end(self) -> bytes: ...
+
+
 async def relay_stream(
-    req: Incoming, lines: Lines, first: tuple[bytes, dict] | None, tally: Tally, *, include_usage: bool,
+    req: Incoming, lines: Lines, first: tuple[bytes, dict] | None, tally: Tally, *, writer: StreamWriter,
     keepalive_every: float,
 ) -> None:  # fmt: skip
-    """Send the response headers and relay every event until [DONE], the end, or a failure."""
+    """Send the response headers and relay every chat chunk until [DONE], the end, or a failure, written for
+    the client by ``writer``."""
     await req.send(
         {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + req.common_headers()}
     )
     req.response_started = True
+    await _write(req, writer.start())
     try:
         if first is None:
             first = await _wait_first(req, lines, keepalive_every)
-        await _forward(req, first, tally, include_usage)
+        await _forward(req, first, tally, writer)
         while True:
             line = await lines.next(lines.idle_timeout)
             if not line:
@@ -161,18 +194,20 @@ async def relay_stream(
                 break
             if "error" in chunk:
                 raise ValueError("the upstream reported an error mid-stream")
-            await _forward(req, (raw, chunk), tally, include_usage)
+            await _forward(req, (raw, chunk), tally, writer)
     except TimeoutError:
         tally.error_code = "upstream_timeout"
-        await req.send(
-            {"type": "http.response.body", "body": error_event(errors.upstream_timeout()), "more_body": True}
-        )
+        await _write(req, writer.failure(errors.upstream_timeout()))
     except UPSTREAM_FAULTS:
         # The reason stays in our records; the client learns only that the upstream failed.
         tally.error_code = "upstream_cut"
-        err = errors.bad_gateway("The upstream provider failed mid-stream.")
-        await req.send({"type": "http.response.body", "body": error_event(err), "more_body": True})
-    await req.send({"type": "http.response.body", "body": DONE, "more_body": False})
+        await _write(req, writer.failure(errors.bad_gateway("The upstream provider failed mid-stream.")))
+    await req.send({"type": "http.response.body", "body": await writer.end(), "more_body": False})
+
+
+async def _write(req: Incoming, data: bytes) -> None:
+    if data:
+        await req.send({"type": "http.response.body", "body": data, "more_body": True})
 
 
 async def _wait_first(req: Incoming, lines: Lines, keepalive_every: float) -> tuple[bytes, dict]:
@@ -184,15 +219,13 @@ async def _wait_first(req: Incoming, lines: Lines, keepalive_every: float) -> tu
             return event
 
 
-async def _forward(req: Incoming, event: tuple[bytes, dict], tally: Tally, include_usage: bool) -> None:
+async def _forward(req: Incoming, event: tuple[bytes, dict], tally: Tally, writer: StreamWriter) -> None:
     raw, chunk = event
     choices = chunk.get("choices")
     if chunk.get("usage") is not None:
         tally.take_usage(chunk["usage"])
-        if not choices and not include_usage:
-            return  # the usage chunk we asked for ourselves
     if isinstance(choices, list) and choices:
         if tally.first_token_at is None:
             tally.first_token_at = time.perf_counter()
         tally.take_choices(choices)
-    await req.send({"type": "http.response.body", "body": b"data: " + raw + b"\n\n", "more_body": True})
+    await _write(req, writer.chunk(raw, chunk))

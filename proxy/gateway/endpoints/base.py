@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
-from proxy.gateway.streaming import Tally, relay_stream
+from proxy.gateway.streaming import ChatChunks, StreamWriter, Tally
 
 
 class Request(Protocol):
@@ -28,9 +28,6 @@ class Request(Protocol):
     prompt_tokens: int | None  # the local count of the input, once one was needed
 
 
-StreamRelay = Callable[..., Awaitable[None]]  # streaming.relay_stream's signature
-
-
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """How an endpoint's request goes to a route of one style, and how the route's answer comes back."""
@@ -39,8 +36,11 @@ class Upstream:
     body: Callable[[Any, RouteInfo, bool], bytes]  # the upstream's body for a route; True: it streams
     check_answer: Callable[[bytes], dict]  # its plain answer, or ValueError (the route then fails over)
     take_answer: Callable[[Tally, dict], None]  # what a plain answer produced
-    write_answer: Callable[[Any, dict], bytes]  # the client's plain answer
-    relay_stream: StreamRelay = relay_stream  # its stream to the client, chunk by chunk
+    write_answer: Callable[[Any, dict], dict]  # the client's plain answer
+    # How its stream is written for the client, chunk by chunk: (request, keep) -> a streaming.StreamWriter.
+    stream_writer: Callable[[Any, Any], StreamWriter] = lambda request, _keep: ChatChunks(
+        request.include_usage
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,10 @@ class Endpoint:
     max_output: Callable[[Any, ModelInfo], int]  # the most output tokens it can be billed for
     count_output: Callable[[Tally], int]  # a local count of what was produced, when no usage came
     upstreams: dict[str, Upstream]  # by route style (route_style): how each kind of route is called
+    # Optional: what an endpoint does with the runtime before the relay (read an earlier turn, say), and
+    # with the client's whole answer before its end goes out (keep it, say).
+    prepare: Callable[[Any, Any, Any], Awaitable[None]] | None = None  # (runtime, key, request)
+    keep: Callable[[Any, Any, Any, dict], Awaitable[None]] | None = None  # (runtime, key, request, answer)
 
     def upstream_for(self, route: RouteInfo) -> Upstream:
         return self.upstreams[route_style(route)]

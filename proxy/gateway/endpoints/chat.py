@@ -48,8 +48,8 @@ def take_answer(tally: Tally, answer: dict) -> None:
     tally.take_usage(answer.get("usage"))
 
 
-def write_answer(_request: ChatRequest, answer: dict) -> bytes:
-    return orjson.dumps(answer)
+def write_answer(_request: ChatRequest, answer: dict) -> dict:
+    return answer
 
 
 CHAT = Endpoint(

@@ -142,7 +142,7 @@ COMPLETIONS = Endpoint(
             body=upstream_body,
             check_answer=check_answer,
             take_answer=take_answer,
-            write_answer=lambda _request, answer: orjson.dumps(answer),
+            write_answer=lambda _request, answer: answer,
         ),
     },
 )

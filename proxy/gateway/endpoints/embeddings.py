@@ -94,12 +94,12 @@ def take_answer(tally: Tally, answer: dict) -> None:
         tally.take_usage({"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": 0})
 
 
-def write_answer(request: EmbeddingsRequest, answer: dict) -> bytes:
+def write_answer(request: EmbeddingsRequest, answer: dict) -> dict:
     if request.base64:
         for item in answer["data"]:
             if isinstance(item["embedding"], list):
                 item["embedding"] = encode_base64(item["embedding"])
-    return orjson.dumps(answer)
+    return answer
 
 
 def encode_base64(vector: list) -> str:

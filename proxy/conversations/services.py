@@ -1,0 +1,76 @@
+"""Stored responses: kept, read, continued and deleted, always within the account that made them. Sync (the
+gateway runs these on its database pool)."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from proxy.conversations.models import StoredResponse
+
+MAX_TURNS = 200  # how far back previous_response_id is followed: far more than any client sends
+
+
+def response_store(
+    *, response_id: str, account_id: int, key_id: int | None, previous_id: str, input_items: list[dict],
+    response: dict,
+) -> None:  # fmt: skip
+    StoredResponse.objects.create(
+        id=response_id, account_id=account_id, key_id=key_id, previous_id=previous_id, input_items=input_items,
+        response=response,
+    )  # fmt: skip
+
+
+def response_get(*, account_id: int, response_id: str) -> StoredResponse | None:
+    return StoredResponse.objects.filter(account_id=account_id, pk=response_id).first()
+
+
+def response_delete(*, account_id: int, response_id: str) -> bool:
+    deleted, _ = StoredResponse.objects.filter(account_id=account_id, pk=response_id).delete()
+    return bool(deleted)
+
+
+def conversation_items(*, account_id: int, response_id: str) -> list[dict] | None:
+    """Every item of the conversation up to and including this response, oldest first: each turn's input
+    items, then its output. None when the account has no such response (or one it continued is gone)."""
+    turns: list[StoredResponse] = []
+    wanted = response_id
+    while wanted and len(turns) < MAX_TURNS:
+        turn = response_get(account_id=account_id, response_id=wanted)
+        if turn is None:
+            return None if not turns else _items(turns)  # an older turn was deleted: keep what is left
+        turns.append(turn)
+        wanted = turn.previous_id
+    return _items(turns)
+
+
+def _items(turns: list[StoredResponse]) -> list[dict]:
+    items: list[dict] = []
+    for turn in reversed(turns):
+        items += turn.input_items
+        items += turn.response.get("output") or []
+    return items
+
+
+def responses_expire(*, days: int) -> int:
+    """Delete stored responses older than ``days``. Returns how many went."""
+    deleted, _ = StoredResponse.objects.filter(created_at__lt=timezone.now() - timedelta(days=days)).delete()
+    return deleted
+
+
+def items_page(items: list[dict], query: dict[str, str]) -> dict:
+    """One page of input items, as OpenAI lists them: ``order`` desc (the default) or asc, ``limit`` 1 to
+    100 (20), ``after`` an item id. Pure."""
+    ordered = list(reversed(items)) if query.get("order", "desc") != "asc" else list(items)
+    after = query.get("after")
+    if after:
+        ids = [item.get("id") for item in ordered]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+    try:
+        limit = min(max(int(query.get("limit", 20)), 1), 100)
+    except ValueError:
+        limit = 20
+    page = ordered[:limit]
+    return {
+        "object": "list", "data": page, "has_more": len(ordered) > limit,
+        "first_id": page[0]["id"] if page else "", "last_id": page[-1]["id"] if page else "",
+    }  # fmt: skip

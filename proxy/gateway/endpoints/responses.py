@@ -1,0 +1,251 @@
+"""``POST /v1/responses``: OpenAI's Responses API, bridged to a chat completions route.
+
+The request is translated to a chat body (proxy/gateway/translate/responses.py: instructions, input items,
+function tools, text formats, reasoning effort, output limit) and the answer back, chunk by chunk for streams:
+nothing is buffered. Built-in tools (web search and the like) can't run on a chat route and are left out, as
+a bridged route documents, rather than refusing the request.
+
+``store`` defaults to true, as in OpenAI's API: the response is kept (proxy/conversations/) before its end
+goes out, so a follow-up sent the moment a stream ends finds it. ``previous_response_id`` puts the stored
+conversation before the new input; an id of another account, a deleted one, or one made with
+``store: false`` is answered exactly as one that never existed (400 with ``param: previous_response_id``).
+
+Not yet here: routes whose upstream serves ``/responses`` itself are bridged like any other.
+"""
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from billing.credits import DEFAULT_MAX_OUTPUT
+from proxy.catalog.snapshot import ModelInfo, RouteInfo
+from proxy.conversations.services import conversation_items, response_store
+from proxy.gateway import errors, tokens
+from proxy.gateway.db import run_db
+from proxy.gateway.endpoints import chat
+from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream
+from proxy.gateway.schemas.basics import (
+    MISSING,
+    Checker,
+    boolean,
+    enum,
+    fail,
+    integer,
+    load_body,
+    number,
+    object_or_null,
+    require_model,
+    show,
+    string,
+)  # fmt: skip
+from proxy.gateway.schemas.tools import check_metadata
+from proxy.gateway.translate.responses import (
+    ChatStreamToResponses,
+    chat_body_from_response_request,
+    response_from_chat,
+    sse_event,
+    unsupported_tools,
+)  # fmt: skip
+from proxy.gateway.upstream import routed_body
+
+log = logging.getLogger("proxy")
+
+
+@dataclass(slots=True)
+class ResponsesRequest:
+    model: str
+    body: dict
+    stream: bool
+    store: bool
+    previous_id: str
+    want_reasoning: (
+        bool  # the client asked for a reasoning item: it gets one, empty if the upstream gave none
+    )
+    response_id: str
+    created_at: int
+    chat: dict = field(default_factory=dict)  # the chat body it is bridged as (set once its history is read)
+    input_items: list[dict] = field(default_factory=list)  # this turn's input, as items with ids
+    include_usage: bool = False
+    prompt_tokens: int | None = None
+
+
+_CHECKS: dict[str, Checker] = {
+    "instructions": string(nullable=True),
+    "max_output_tokens": integer(1, 2**31 - 1, "a positive integer"),
+    "temperature": number(0, 2),
+    "top_p": number(0, 1),
+    "stream": boolean(nullable=True),
+    "store": boolean(nullable=True),
+    "previous_response_id": string(nullable=True),
+    "parallel_tool_calls": boolean(nullable=True),
+    "metadata": check_metadata,
+    "user": string(nullable=False),
+    "text": object_or_null,
+    "reasoning": object_or_null,
+    "truncation": enum("auto", "disabled"),
+}
+
+
+def parse(raw: bytes) -> ResponsesRequest:
+    body = load_body(raw)
+    require_model(body)
+    for key, check in _CHECKS.items():
+        if key in body:
+            check(body[key], key)
+    _check_input(body.get("input", MISSING))
+    _check_tools(body.get("tools"))
+    reasoning, include = body.get("reasoning") or {}, body.get("include")
+    want_reasoning = bool(reasoning.get("summary")) or (
+        isinstance(include, list) and "reasoning.encrypted_content" in include
+    )
+    return ResponsesRequest(
+        model=body["model"], body=body, stream=body.get("stream") is True, store=body.get("store") is not False,
+        previous_id=body.get("previous_response_id") or "", want_reasoning=want_reasoning,
+        response_id=f"resp_{uuid.uuid4().hex}", created_at=int(time.time()),
+    )  # fmt: skip
+
+
+def _check_input(value: object) -> None:
+    if value is MISSING:
+        fail("input", "Missing required parameter: 'input' (a string or an array of input items).")
+    if isinstance(value, str):
+        return
+    if type(value) is not list:
+        fail("input", f"input must be a string or an array of input items, got {show(value)}")
+    for i, item in enumerate(value):
+        if type(item) is not dict:
+            fail(f"input[{i}]", f"input[{i}] must be an input item (an object), got {show(item)}")
+        if item.get("type") in (None, "message") and item.get("role") not in (
+            "user",
+            "assistant",
+            "system",
+            "developer",
+        ):
+            fail(
+                f"input[{i}].role",
+                "a message's role must be one of 'user', 'assistant', 'system', 'developer'",
+            )
+
+
+def _check_tools(value: object) -> None:
+    if value is None:
+        return
+    if type(value) is not list:
+        fail("tools", f"tools must be an array, got {show(value)}")
+    for i, tool in enumerate(value):
+        if type(tool) is not dict or type(tool.get("type")) is not str:
+            fail(f"tools[{i}]", "each tool must be an object with a 'type'")
+        if tool["type"] == "function" and (type(tool.get("name")) is not str or not tool["name"]):
+            fail(f"tools[{i}].name", "a function tool needs a 'name'")
+
+
+async def prepare(rt, key, request: ResponsesRequest) -> None:
+    """Read the conversation it continues, and bridge the request as a chat body."""
+    history: list[dict] = []
+    if request.previous_id:
+        found = await run_db(conversation_items, account_id=key.account_id, response_id=request.previous_id)
+        if found is None:
+            raise errors.invalid_request(
+                f"Previous response with id '{errors.clip(request.previous_id)}' not found.",
+                param="previous_response_id", code="previous_response_not_found",
+            )  # fmt: skip
+        history = found
+    left_out = unsupported_tools(request.body)
+    if left_out:
+        log.info("request's tools a chat route can't run, left out: %s", ", ".join(left_out))
+    request.chat = chat_body_from_response_request(request.body, history=history)
+    request.input_items = _input_items(request.body["input"], request.response_id)
+
+
+def _input_items(value: str | list, response_id: str) -> list[dict]:
+    """This turn's input as stored items: a string is one user message; every item gets an id."""
+    items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}] if isinstance(
+        value, str) else [dict(item) for item in value]  # fmt: skip
+    suffix = response_id.removeprefix("resp_")
+    for i, item in enumerate(items):
+        item.setdefault("type", "message")
+        item.setdefault("id", f"in_{suffix}_{i}")
+    return items
+
+
+def max_output(request: ResponsesRequest, model: ModelInfo) -> int:
+    return request.body.get("max_output_tokens") or model.max_output_tokens or DEFAULT_MAX_OUTPUT
+
+
+def upstream_body(request: ResponsesRequest, route: RouteInfo, stream: bool) -> bytes:
+    extra = {"stream": True} if stream else {}
+    return routed_body(request.chat, route, stream, extra)
+
+
+def write_answer(request: ResponsesRequest, completion: dict) -> dict:
+    return response_from_chat(
+        completion, response_id=request.response_id, created_at=request.created_at, model=request.model,
+        request=request.body, completed_at=int(time.time()), want_reasoning=request.want_reasoning,
+    )  # fmt: skip
+
+
+async def keep(rt, key, request: ResponsesRequest, response: dict) -> None:
+    """Store a finished response (unless ``store: false``) before the client sees its end. A store that
+    fails (the database is away) still answers: the response then reads as one that was never stored."""
+    if not request.store or response.get("status") == "failed":
+        return
+    try:
+        await run_db(
+            response_store, response_id=request.response_id, account_id=key.account_id, key_id=key.id,
+            previous_id=request.previous_id, input_items=request.input_items, response=response,
+        )  # fmt: skip
+    except Exception:
+        log.exception("response %s could not be stored", request.response_id)
+
+
+class ResponsesEvents:
+    """A chat stream written for its client as Responses events, each as it happens; the whole response is
+    kept before ``response.completed`` goes out."""
+
+    def __init__(self, request: ResponsesRequest, keep) -> None:
+        self.request, self.keep = request, keep
+        self.events = ChatStreamToResponses(
+            response_id=request.response_id, created_at=request.created_at, model=request.model,
+            request=request.body,
+        )  # fmt: skip
+        self.error: dict | None = None
+
+    def start(self) -> bytes:
+        return b"".join(map(sse_event, self.events.start()))
+
+    def chunk(self, raw: bytes, chunk: dict) -> bytes:
+        return b"".join(map(sse_event, self.events.feed(chunk)))
+
+    def failure(self, err: errors.ApiError) -> bytes:
+        self.error = {"code": err.code or "server_error", "message": err.message}
+        return b""
+
+    async def end(self) -> bytes:
+        closing = self.events.finish(None, error=self.error, want_reasoning=self.request.want_reasoning)
+        if self.keep is not None:
+            await self.keep(closing[-1]["response"])
+        return b"".join(map(sse_event, closing))
+
+
+RESPONSES = Endpoint(
+    name="responses",
+    path="/v1/responses",
+    mode="chat",
+    parse=parse,
+    count_input=lambda request: tokens.count_messages(request.chat.get("messages") or []),
+    max_output=max_output,
+    count_output=lambda tally: tokens.count_completion(tally.pieces),
+    upstreams={
+        OPENAI: Upstream(
+            path="/chat/completions",
+            body=upstream_body,
+            check_answer=chat.check_answer,
+            take_answer=chat.take_answer,
+            write_answer=write_answer,
+            stream_writer=ResponsesEvents,
+        ),
+    },
+    prepare=prepare,
+    keep=keep,
+)

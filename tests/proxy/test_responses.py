@@ -1,0 +1,201 @@
+"""POST /v1/responses, bridged to a chat route, and the stored responses, through the official openai SDK.
+
+The session catalog's ``echo`` model is a chat model on the fake upstream (tests/upstream.py), which answers
+``"You said: " + <last user text>``: so what the gateway sent upstream shows in every answer.
+"""
+
+import json
+
+import openai
+import pytest
+import requests
+
+from proxy.conversations.models import StoredResponse
+from tests.proxy.test_chat import HIGH_LIMITS, assert_refused, client, wait_usage
+from tests.spec import validator_for
+
+
+def last_text(recorded) -> object:
+    """The last message's content of a chat request the upstream received."""
+    messages = (recorded.json or {}).get("messages") or [{}]
+    content = messages[-1].get("content")
+    if isinstance(content, list):  # text parts
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content
+
+
+@pytest.fixture
+def api(gateway, make_key):
+    _, raw = make_key(**HIGH_LIMITS)
+    return client(gateway, raw)
+
+
+def test_a_string_input_is_answered_as_a_response_and_recorded(api, catalog):
+    raw = api.responses.with_raw_response.create(model=catalog["echo"], input="Hello there")
+    response = raw.parse()
+    validator_for("Response").validate(raw.http_response.json())
+    assert response.object == "response" and response.status == "completed"
+    assert response.output_text == "You said: Hello there"
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens == 4
+    record = wait_usage(raw.headers["x-request-id"])
+    assert record.endpoint == "responses" and record.completion_tokens == 4 and not record.streamed
+
+
+def test_instructions_and_items_are_bridged(api, catalog, upstream):
+    response = api.responses.create(
+        model=catalog["echo"], instructions="Answer briefly.",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "items in"}]}],
+    )  # fmt: skip
+    assert response.output_text == "You said: items in"
+    sent = [r for r in upstream.find(model="echo") if last_text(r) == "items in"]
+    assert sent and sent[-1].json["messages"][0] == {"role": "system", "content": "Answer briefly."}
+
+
+def test_the_sdk_stream_helper_gets_every_event_in_order(api, catalog, gateway, make_key):
+    with api.responses.stream(model=catalog["echo"], input="stream this please") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert final.output_text == "You said: stream this please"
+    types = [e.type for e in events]
+    assert types[:2] == ["response.created", "response.in_progress"] and types[-1] == "response.completed"
+    assert "response.output_text.delta" in types and [e.sequence_number for e in events] == list(
+        range(len(events))
+    )
+    assert final.usage is not None and final.usage.output_tokens == 5
+
+
+def test_every_streamed_event_matches_openais_schema_and_names_its_type(gateway, catalog, make_key):
+    _, raw = make_key(**HIGH_LIMITS)
+    answer = requests.post(
+        f"{gateway.base_url}/responses", json={"model": catalog["echo"], "input": "raw events", "stream": True},
+        headers={"Authorization": f"Bearer {raw}"}, stream=True, timeout=30,
+    )  # fmt: skip
+    lines = [line for line in answer.iter_lines(decode_unicode=True) if line]
+    names = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    events = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
+    assert answer.headers["content-type"].startswith("text/event-stream") and "[DONE]" not in lines
+    assert names == [e["type"] for e in events] and events[-1]["type"] == "response.completed"
+    for event in events:
+        validator_for("ResponseStreamEvent").validate(event)
+
+
+def test_a_stored_response_is_retrieved_listed_and_deleted(api, catalog):
+    made = api.responses.create(model=catalog["echo"], input="keep me")
+    again = api.responses.retrieve(made.id)
+    assert again.id == made.id and again.output_text == "You said: keep me"
+    items = api.responses.input_items.list(made.id)
+    assert [i.type for i in items.data] == ["message"] and items.data[0].content[0].text == "keep me"
+    assert api.responses.delete(made.id) is None
+    with pytest.raises(openai.NotFoundError):
+        api.responses.retrieve(made.id)
+    with pytest.raises(openai.NotFoundError):
+        api.responses.delete(made.id)
+
+
+def test_a_follow_up_sent_the_instant_a_stream_ends_continues_the_conversation(api, catalog, upstream):
+    with api.responses.stream(model=catalog["echo"], input="first turn") as stream:
+        first = stream.get_final_response()
+    second = api.responses.create(model=catalog["echo"], input="second turn", previous_response_id=first.id)
+    assert second.output_text == "You said: second turn"
+    [sent] = [r for r in upstream.find(model="echo") if last_text(r) == "second turn"]
+    assert [m["role"] for m in sent.json["messages"]] == ["user", "assistant", "user"]
+    assert sent.json["messages"][1]["content"] == "You said: first turn"
+
+
+def test_a_function_tool_loop(api, catalog):
+    tools = [{"type": "function", "name": "get_weather", "description": "Weather in a city.", "strict": False,
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]  # fmt: skip
+    called = api.responses.create(model=catalog["echo"], input="weather in Paris?", tools=tools)
+    [call] = [item for item in called.output if item.type == "function_call"]
+    assert call.name == "get_weather"
+    answered = api.responses.create(
+        model=catalog["echo"], previous_response_id=called.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+    )  # fmt: skip
+    assert answered.status == "completed" and answered.output_text
+
+
+def test_another_accounts_response_reads_as_one_that_never_existed(api, catalog, gateway, make_key):
+    made = api.responses.create(model=catalog["echo"], input="mine alone")
+    _, other_raw = make_key(**HIGH_LIMITS)
+    other = client(gateway, other_raw)
+    with pytest.raises(openai.NotFoundError) as theirs:
+        other.responses.retrieve(made.id)
+    with pytest.raises(openai.NotFoundError) as nobodys:
+        other.responses.retrieve("resp_" + "0" * 32)
+    assert theirs.value.body["message"].replace(made.id, "X") == nobodys.value.body["message"].replace(
+        "resp_" + "0" * 32, "X"
+    )
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(made.id)
+    with pytest.raises(openai.BadRequestError) as continued:
+        other.responses.create(model=catalog["echo"], input="steal it", previous_response_id=made.id)
+    assert continued.value.body["param"] == "previous_response_id"
+    assert StoredResponse.objects.filter(pk=made.id).exists()  # still there for its owner
+
+
+def test_store_false_is_not_kept(api, catalog):
+    made = api.responses.create(model=catalog["echo"], input="forget me", store=False)
+    assert made.output_text == "You said: forget me"
+    with pytest.raises(openai.NotFoundError):
+        api.responses.retrieve(made.id)
+    with pytest.raises(openai.BadRequestError):
+        api.responses.create(model=catalog["echo"], input="again", previous_response_id=made.id)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [({}, "input"), ({"input": 5}, "input"), ({"input": [5]}, "input[0]"), ({"input": "x", "tools": [{}]}, "tools[0]"),
+     ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"), ({"input": "x", "temperature": 3}, "temperature")],
+    ids=["missing", "number", "item", "tool", "max-output", "temperature"],
+)  # fmt: skip
+def test_bad_input_is_a_400_naming_the_param(gateway, catalog, make_key, upstream, body, param):
+    _, raw = make_key(rpm_limit=50, rpd_limit=500)
+    assert_refused(gateway, upstream, raw, "/responses", {"model": catalog["echo"], **body}, param)
+
+
+def test_stored_responses_expire_after_the_retention_period(api, catalog, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from proxy.conversations.tasks import expire_responses
+
+    old, fresh = (api.responses.create(model=catalog["echo"], input=f"keep {n}") for n in ("old", "fresh"))
+    StoredResponse.objects.filter(pk=old.id).update(created_at=timezone.now() - timedelta(days=31))
+    settings.RESPONSES_RETENTION_DAYS = 30
+    assert expire_responses() >= 1
+    assert not StoredResponse.objects.filter(pk=old.id).exists()
+    assert api.responses.retrieve(fresh.id).id == fresh.id
+    with pytest.raises(openai.NotFoundError):
+        api.responses.retrieve(old.id)
+    assert (
+        expire_responses() == 0 or not StoredResponse.objects.filter(pk=old.id).exists()
+    )  # twice is harmless
+
+
+async def test_the_openai_agents_sdk_runs_an_agent_with_a_function_tool(gateway, catalog, make_key):
+    """A real agent client: the Agents SDK speaks the Responses API by default, calls the tool the model
+    asks for, sends its output back, and finishes with the model's words."""
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)  # its traces would go to OpenAI's servers
+    _, raw = make_key(**HIGH_LIMITS)
+    calls: list[str] = []
+
+    @function_tool
+    def get_weather(city: str = "here") -> str:
+        """The weather in a city."""
+        calls.append(city)  # the fake model calls tools with no arguments
+        return "sunny"
+
+    sdk = openai.AsyncOpenAI(base_url=gateway.base_url, api_key=raw, max_retries=0)
+    agent = Agent(
+        name="forecaster", instructions="Answer with the weather.", tools=[get_weather],
+        model=OpenAIResponsesModel(model=catalog["echo"], openai_client=sdk),
+    )  # fmt: skip
+    result = await Runner.run(agent, "What is the weather in Paris?", max_turns=4)
+    assert calls == ["here"]  # the fake model asks for the tool once, then answers
+    kinds = [type(item).__name__ for item in result.new_items]
+    assert kinds == ["ToolCallItem", "ToolCallOutputItem", "MessageOutputItem"]
+    assert result.final_output == "You said: What is the weather in Paris?"
