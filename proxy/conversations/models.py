@@ -14,6 +14,9 @@ class StoredResponse(models.Model):
     account = models.ForeignKey("billing.Account", on_delete=models.CASCADE, related_name="+")
     key = models.ForeignKey("portal.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
     previous_id = models.CharField(max_length=64, blank=True)  # the previous_response_id it continued
+    # The provider that made it itself (a route that serves /responses), and so keeps it too: a follow-up on
+    # that provider names it; anywhere else, the conversation is replayed. None when the gateway bridged it.
+    provider_id = models.IntegerField(null=True, blank=True)
     input_items = models.JSONField(default=list)  # this turn's input, as items with ids
     response = models.JSONField()  # the Response object as the client got it
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

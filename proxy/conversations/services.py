@@ -12,11 +12,11 @@ MAX_TURNS = 200  # how far back previous_response_id is followed: far more than 
 
 def response_store(
     *, response_id: str, account_id: int, key_id: int | None, previous_id: str, input_items: list[dict],
-    response: dict,
+    response: dict, provider_id: int | None = None,
 ) -> None:  # fmt: skip
     StoredResponse.objects.create(
         id=response_id, account_id=account_id, key_id=key_id, previous_id=previous_id, input_items=input_items,
-        response=response,
+        response=response, provider_id=provider_id,
     )  # fmt: skip
 
 
@@ -29,18 +29,21 @@ def response_delete(*, account_id: int, response_id: str) -> bool:
     return bool(deleted)
 
 
-def conversation_items(*, account_id: int, response_id: str) -> list[dict] | None:
-    """Every item of the conversation up to and including this response, oldest first: each turn's input
-    items, then its output. None when the account has no such response (or one it continued is gone)."""
+def conversation(*, account_id: int, response_id: str) -> tuple[list[dict], int | None] | None:
+    """Every item of the conversation up to and including this response, oldest first (each turn's input
+    items, then its output), and the provider that made the response itself, if one did. None when the
+    account has no such response."""
     turns: list[StoredResponse] = []
     wanted = response_id
     while wanted and len(turns) < MAX_TURNS:
         turn = response_get(account_id=account_id, response_id=wanted)
         if turn is None:
-            return None if not turns else _items(turns)  # an older turn was deleted: keep what is left
+            break  # an older turn was deleted: what is left still reads
         turns.append(turn)
         wanted = turn.previous_id
-    return _items(turns)
+    if not turns:
+        return None
+    return _items(turns), turns[0].provider_id
 
 
 def _items(turns: list[StoredResponse]) -> list[dict]:

@@ -142,13 +142,16 @@ class ChatChunks:
     the usage chunk the gateway asked for on the client's behalf, unless the client asked for it too; a
     failure as one error event; and ``[DONE]``."""
 
+    finished = False  # a chat stream ends with [DONE]
+
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
 
     def start(self) -> bytes:
         return b""
 
-    def chunk(self, raw: bytes, chunk: dict) -> bytes:
+    async def chunk(self, raw: bytes, chunk: dict, tally: Tally) -> bytes:
+        take_chat_chunk(tally, chunk)
         if chunk.get("usage") is not None and not chunk.get("choices") and not self.include_usage:
             return b""
         return b"data: " + raw + b"\n\n"
@@ -161,10 +164,23 @@ class ChatChunks:
 
 
 class StreamWriter(Protocol):
+    finished: bool  # the stream has said all it will: its end needs no [DONE]
+
     def start(self) -> bytes: ...
-    def chunk(self, raw: bytes, chunk: dict) -> bytes: ...
+    async def chunk(self, raw: bytes, chunk: dict, tally: Tally) -> bytes: ...
     def failure(self, err: errors.ApiError) -> bytes: ...
     async def end(self) -> bytes: ...
+
+
+def take_chat_chunk(tally: Tally, chunk: dict) -> None:
+    """What one chat chunk produced: its usage, its text, and when the first text came."""
+    choices = chunk.get("choices")
+    if chunk.get("usage") is not None:
+        tally.take_usage(chunk["usage"])
+    if isinstance(choices, list) and choices:
+        if tally.first_token_at is None:
+            tally.first_token_at = time.perf_counter()
+        tally.take_choices(choices)
 
 
 async def relay_stream(
@@ -185,6 +201,8 @@ async def relay_stream(
         while True:
             line = await lines.next(lines.idle_timeout)
             if not line:
+                if writer.finished:
+                    break
                 raise ValueError("the stream ended without [DONE]")
             event = parse_event(line)
             if event is None:
@@ -221,11 +239,4 @@ async def _wait_first(req: Incoming, lines: Lines, keepalive_every: float) -> tu
 
 async def _forward(req: Incoming, event: tuple[bytes, dict], tally: Tally, writer: StreamWriter) -> None:
     raw, chunk = event
-    choices = chunk.get("choices")
-    if chunk.get("usage") is not None:
-        tally.take_usage(chunk["usage"])
-    if isinstance(choices, list) and choices:
-        if tally.first_token_at is None:
-            tally.first_token_at = time.perf_counter()
-        tally.take_choices(choices)
-    await _write(req, writer.chunk(raw, chunk))
+    await _write(req, await writer.chunk(raw, chunk, tally))

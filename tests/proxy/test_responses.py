@@ -199,3 +199,123 @@ async def test_the_openai_agents_sdk_runs_an_agent_with_a_function_tool(gateway,
     kinds = [type(item).__name__ for item in result.new_items]
     assert kinds == ["ToolCallItem", "ToolCallOutputItem", "MessageOutputItem"]
     assert result.final_output == "You said: What is the weather in Paris?"
+
+
+def test_a_stream_cut_mid_way_ends_with_response_failed_and_is_recorded(gateway, catalog, make_key):
+    _, raw = make_key(**HIGH_LIMITS)
+    answer = requests.post(
+        f"{gateway.base_url}/responses", json={"model": catalog["cut-after:3"], "input": "cut me off", "stream": True},
+        headers={"Authorization": f"Bearer {raw}"}, stream=True, timeout=30,
+    )  # fmt: skip
+    events = [
+        json.loads(line[6:]) for line in answer.iter_lines(decode_unicode=True) if line.startswith("data: ")
+    ]
+    assert answer.status_code == 200 and events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["error"]["code"] == "server_error"
+    assert [e["type"] for e in events].count("response.output_text.delta") == 3
+    record = wait_usage(answer.headers["x-request-id"])
+    assert (
+        record.endpoint == "responses"
+        and record.error_code == "upstream_cut"
+        and record.completion_tokens > 0
+    )
+    with pytest.raises(openai.NotFoundError):  # a failed response is not kept
+        client(gateway, raw).responses.retrieve(events[-1]["response"]["id"])
+
+
+# --- passthrough: a provider that serves /responses itself ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def passthrough(live_database, upstream, tmp_path_factory) -> dict[str, str]:
+    """A model on a provider with ``responses = true`` (the fake upstream's own /v1/responses), and one on
+    a chat-only provider, by behaviour."""
+    from proxy.catalog.importer import catalog_import
+    from tests.conftest import unique, write_catalog
+
+    own, chat_only = unique("resp-own"), unique("resp-chat")
+    providers = [
+        {
+            "name": own,
+            "base_url": upstream.url_for(own),
+            "api_key_env": "TEST_UPSTREAM_KEY",
+            "responses": True,
+        },
+        {"name": chat_only, "base_url": upstream.url_for(chat_only), "api_key_env": "TEST_UPSTREAM_KEY"},
+    ]
+    names = {b: unique(f"rp-{b.replace(':', '-')}") for b in ("echo", "cut-after:2", "bridged")}
+    models = [
+        {"id": names["echo"], "owned_by": "test", "routes": [{"provider": own, "upstream_model": "echo"}]},
+        {"id": names["cut-after:2"], "owned_by": "test", "routes": [{"provider": own, "upstream_model": "cut-after:2"}]},
+        {"id": names["bridged"], "owned_by": "test", "routes": [{"provider": chat_only, "upstream_model": "echo"}]},
+    ]  # fmt: skip
+    catalog_import(path=write_catalog(tmp_path_factory.mktemp("resp") / "c.toml", providers, models))
+    return {**names, "own": own}
+
+
+def sent_to_responses(upstream, prefix: str) -> list:
+    return [r for r in upstream.find(prefix=prefix) if r.path.endswith("/v1/responses")]
+
+
+def test_a_passthrough_route_answers_with_the_upstreams_own_response(api, passthrough, upstream):
+    raw = api.responses.with_raw_response.create(model=passthrough["echo"], input="pass me through")
+    response = raw.parse()
+    validator_for("Response").validate(raw.http_response.json())
+    assert response.output_text == "You said: pass me through"
+    assert sent_to_responses(upstream, passthrough["own"])[-1].json["model"] == "echo"
+    record = wait_usage(raw.headers["x-request-id"])
+    assert record.endpoint == "responses" and not record.tokens_estimated
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        response.usage.input_tokens,
+        response.usage.output_tokens,
+    )
+    assert api.responses.retrieve(response.id).output_text == "You said: pass me through"
+
+
+def test_a_passthrough_stream_keeps_its_events_and_is_stored(api, passthrough):
+    with api.responses.stream(model=passthrough["echo"], input="stream through") as stream:
+        final = stream.get_final_response()
+    assert final.output_text == "You said: stream through"
+    assert api.responses.retrieve(final.id).id == final.id
+
+
+def test_a_follow_up_on_the_same_provider_names_the_previous_response(api, passthrough, upstream):
+    first = api.responses.create(model=passthrough["echo"], input="remember this")
+    second = api.responses.create(model=passthrough["echo"], input="and this", previous_response_id=first.id)
+    assert second.output_text == "You said: and this"
+    sent = sent_to_responses(upstream, passthrough["own"])[-1].json
+    assert sent["previous_response_id"] == first.id and sent["input"] == "and this"
+
+
+def test_a_conversation_moves_between_bridged_and_passthrough_routes(api, passthrough, upstream):
+    bridged = api.responses.create(model=passthrough["bridged"], input="begun on chat")
+    moved = api.responses.create(
+        model=passthrough["echo"], input="continued", previous_response_id=bridged.id
+    )
+    assert moved.output_text == "You said: continued"
+    sent = sent_to_responses(upstream, passthrough["own"])[-1].json
+    assert "previous_response_id" not in sent  # that provider never saw the first turn: it is replayed
+    texts = [
+        part.get("text")
+        for item in sent["input"]
+        for part in item.get("content") or []
+        if isinstance(part, dict)
+    ]
+    assert texts == ["begun on chat", "You said: begun on chat", "continued"]
+
+
+def test_a_passthrough_stream_cut_short_ends_with_response_failed(gateway, passthrough, make_key):
+    _, raw = make_key(**HIGH_LIMITS)
+    answer = requests.post(
+        f"{gateway.base_url}/responses",
+        json={"model": passthrough["cut-after:2"], "input": "cut me off now", "stream": True},
+        headers={"Authorization": f"Bearer {raw}"}, stream=True, timeout=30,
+    )  # fmt: skip
+    events = [
+        json.loads(line[6:]) for line in answer.iter_lines(decode_unicode=True) if line.startswith("data: ")
+    ]
+    assert events[-1]["type"] == "response.failed" and events[-1]["response"]["status"] == "failed"
+    numbers = [e["sequence_number"] for e in events]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    record = wait_usage(answer.headers["x-request-id"])
+    assert record.error_code == "upstream_cut" and record.completion_tokens > 0

@@ -59,12 +59,15 @@ class Endpoint:
     keep: Callable[[Any, Any, Any, dict], Awaitable[None]] | None = None  # (runtime, key, request, answer)
 
     def upstream_for(self, route: RouteInfo) -> Upstream:
-        return self.upstreams[route_style(route)]
+        """A route's own dialect when the endpoint declares one for it, else OpenAI's chat-style API."""
+        return self.upstreams.get(route_style(route)) or self.upstreams[OPENAI]
 
 
 def route_style(route: RouteInfo) -> str:
-    """The dialect a route speaks: OpenAI's chat-style HTTP API (the in-process demo speaks it too)."""
-    return OPENAI
+    """The dialect a route speaks: OpenAI's chat-style HTTP API (the in-process demo speaks it too), and, for
+    the Responses API, its own on a provider that serves ``/responses`` itself."""
+    return PASSTHROUGH if route.provider.responses else OPENAI
 
 
 OPENAI = "openai"
+PASSTHROUGH = "responses"  # a provider's own /responses

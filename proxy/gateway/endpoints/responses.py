@@ -1,4 +1,5 @@
-"""``POST /v1/responses``: OpenAI's Responses API, bridged to a chat completions route.
+"""``POST /v1/responses``: OpenAI's Responses API, bridged to a chat completions route, or passed through to
+a route whose upstream serves ``/responses`` itself (a provider with ``responses = true``).
 
 The request is translated to a chat body (proxy/gateway/translate/responses.py: instructions, input items,
 function tools, text formats, reasoning effort, output limit) and the answer back, chunk by chunk for streams:
@@ -10,7 +11,9 @@ goes out, so a follow-up sent the moment a stream ends finds it. ``previous_resp
 conversation before the new input; an id of another account, a deleted one, or one made with
 ``store: false`` is answered exactly as one that never existed (400 with ``param: previous_response_id``).
 
-Not yet here: routes whose upstream serves ``/responses`` itself are bridged like any other.
+A passthrough route gets the client's body with its own model name, and its answer and events go back as they
+came. A ``previous_response_id`` is forwarded only to the provider that made that response (it keeps the
+state); any other route gets the stored conversation replayed as input items instead.
 """
 
 import logging
@@ -18,13 +21,15 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import orjson
+
 from billing.credits import DEFAULT_MAX_OUTPUT
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
-from proxy.conversations.services import conversation_items, response_store
+from proxy.conversations.services import conversation, response_store
 from proxy.gateway import errors, tokens
 from proxy.gateway.db import run_db
 from proxy.gateway.endpoints import chat
-from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream
+from proxy.gateway.endpoints.base import OPENAI, PASSTHROUGH, Endpoint, Upstream
 from proxy.gateway.schemas.basics import (
     MISSING,
     Checker,
@@ -40,12 +45,14 @@ from proxy.gateway.schemas.basics import (
     string,
 )  # fmt: skip
 from proxy.gateway.schemas.tools import check_metadata
+from proxy.gateway.streaming import Tally, take_chat_chunk
 from proxy.gateway.translate.responses import (
     ChatStreamToResponses,
     chat_body_from_response_request,
     response_from_chat,
     sse_event,
     unsupported_tools,
+    usage_from_response,
 )  # fmt: skip
 from proxy.gateway.upstream import routed_body
 
@@ -66,6 +73,9 @@ class ResponsesRequest:
     created_at: int
     chat: dict = field(default_factory=dict)  # the chat body it is bridged as (set once its history is read)
     input_items: list[dict] = field(default_factory=list)  # this turn's input, as items with ids
+    history: list[dict] = field(default_factory=list)  # the items of the turns it continues
+    previous_provider: int | None = None  # the provider that made the previous response itself, if one did
+    provider_id: int | None = None  # the passthrough route's provider that is answering it
     include_usage: bool = False
     prompt_tokens: int | None = None
 
@@ -142,19 +152,18 @@ def _check_tools(value: object) -> None:
 
 async def prepare(rt, key, request: ResponsesRequest) -> None:
     """Read the conversation it continues, and bridge the request as a chat body."""
-    history: list[dict] = []
     if request.previous_id:
-        found = await run_db(conversation_items, account_id=key.account_id, response_id=request.previous_id)
+        found = await run_db(conversation, account_id=key.account_id, response_id=request.previous_id)
         if found is None:
             raise errors.invalid_request(
                 f"Previous response with id '{errors.clip(request.previous_id)}' not found.",
                 param="previous_response_id", code="previous_response_not_found",
             )  # fmt: skip
-        history = found
+        request.history, request.previous_provider = found
     left_out = unsupported_tools(request.body)
     if left_out:
         log.info("request's tools a chat route can't run, left out: %s", ", ".join(left_out))
-    request.chat = chat_body_from_response_request(request.body, history=history)
+    request.chat = chat_body_from_response_request(request.body, history=request.history)
     request.input_items = _input_items(request.body["input"], request.response_id)
 
 
@@ -192,8 +201,9 @@ async def keep(rt, key, request: ResponsesRequest, response: dict) -> None:
         return
     try:
         await run_db(
-            response_store, response_id=request.response_id, account_id=key.account_id, key_id=key.id,
+            response_store, response_id=response["id"], account_id=key.account_id, key_id=key.id,
             previous_id=request.previous_id, input_items=request.input_items, response=response,
+            provider_id=request.provider_id,
         )  # fmt: skip
     except Exception:
         log.exception("response %s could not be stored", request.response_id)
@@ -202,6 +212,8 @@ async def keep(rt, key, request: ResponsesRequest, response: dict) -> None:
 class ResponsesEvents:
     """A chat stream written for its client as Responses events, each as it happens; the whole response is
     kept before ``response.completed`` goes out."""
+
+    finished = False
 
     def __init__(self, request: ResponsesRequest, keep) -> None:
         self.request, self.keep = request, keep
@@ -214,7 +226,8 @@ class ResponsesEvents:
     def start(self) -> bytes:
         return b"".join(map(sse_event, self.events.start()))
 
-    def chunk(self, raw: bytes, chunk: dict) -> bytes:
+    async def chunk(self, raw: bytes, chunk: dict, tally: Tally) -> bytes:
+        take_chat_chunk(tally, chunk)
         return b"".join(map(sse_event, self.events.feed(chunk)))
 
     def failure(self, err: errors.ApiError) -> bytes:
@@ -226,6 +239,87 @@ class ResponsesEvents:
         if self.keep is not None:
             await self.keep(closing[-1]["response"])
         return b"".join(map(sse_event, closing))
+
+
+# --- passthrough: a route whose upstream serves /responses itself ------------------------------------------------
+
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def passthrough_body(request: ResponsesRequest, route: RouteInfo, stream: bool) -> bytes:
+    """The client's body with the route's model name; a conversation this provider doesn't keep is replayed."""
+    body = {**request.body, "model": route.upstream_model}
+    if request.previous_id and request.previous_provider != route.provider.id:
+        body.pop("previous_response_id", None)
+        body["input"] = [
+            item for item in request.history if item.get("type") != "reasoning"
+        ] + request.input_items
+    request.provider_id = route.provider.id  # the routes are tried one at a time: the last one asked answers
+    return orjson.dumps(body)
+
+
+def check_response(raw: bytes) -> dict:
+    data = orjson.loads(raw)
+    if (
+        not isinstance(data, dict)
+        or data.get("object") != "response"
+        or not isinstance(data.get("output"), list)
+    ):
+        raise ValueError("not a response")
+    return data
+
+
+def take_response(tally: Tally, response: dict) -> None:
+    counts = usage_from_response(response.get("usage"))
+    if counts is not None:
+        tally.take_usage({"prompt_tokens": counts[0], "completion_tokens": counts[1]})
+    for item in response.get("output") or ():
+        for part in (item.get("content") or ()) if isinstance(item, dict) else ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                tally.pieces.append(part["text"])
+    if response.get("status") == "incomplete":
+        tally.finish_reason = "length"
+
+
+class ResponsesPassthrough:
+    """A passthrough route's events as they came, each with its ``event:`` line; the response is kept before
+    its terminal event goes out. A stream cut short ends with a ``response.failed`` the gateway writes."""
+
+    finished = False
+
+    def __init__(self, request: ResponsesRequest, keep) -> None:
+        self.request, self.keep = request, keep
+        self.last: dict = {}  # the response as the latest event showed it
+        self.sequence = -1
+
+    def start(self) -> bytes:
+        return b""
+
+    async def chunk(self, raw: bytes, event: dict, tally: Tally) -> bytes:
+        kind = str(event.get("type") or "")
+        self.sequence = event.get("sequence_number", self.sequence + 1)
+        if isinstance(event.get("response"), dict):
+            self.last = event["response"]
+        if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
+            if tally.first_token_at is None:
+                tally.first_token_at = time.perf_counter()
+            tally.pieces.append(event["delta"])
+        if kind in TERMINAL:
+            self.finished = True
+            tally.pieces.clear()  # the whole text comes again with the response
+            take_response(tally, self.last)
+            if kind != "response.failed" and self.keep is not None:
+                await self.keep(self.last)
+        return b"event: " + kind.encode() + b"\ndata: " + raw + b"\n\n"
+
+    def failure(self, err: errors.ApiError) -> bytes:
+        failed = {**self.last, "status": "failed", "error": {"code": "server_error", "message": err.message}}
+        return sse_event(
+            {"type": "response.failed", "response": failed, "sequence_number": self.sequence + 1}
+        )
+
+    async def end(self) -> bytes:
+        return b""
 
 
 RESPONSES = Endpoint(
@@ -244,6 +338,14 @@ RESPONSES = Endpoint(
             take_answer=chat.take_answer,
             write_answer=write_answer,
             stream_writer=ResponsesEvents,
+        ),
+        PASSTHROUGH: Upstream(
+            path="/responses",
+            body=passthrough_body,
+            check_answer=check_response,
+            take_answer=take_response,
+            write_answer=lambda _request, response: response,
+            stream_writer=ResponsesPassthrough,
         ),
     },
     prepare=prepare,
