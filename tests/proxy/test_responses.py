@@ -319,3 +319,25 @@ def test_a_passthrough_stream_cut_short_ends_with_response_failed(gateway, passt
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     record = wait_usage(answer.headers["x-request-id"])
     assert record.error_code == "upstream_cut" and record.completion_tokens > 0
+
+
+def test_a_codex_style_request_is_served_on_a_bridged_route(gateway, catalog, make_key):
+    """What Codex sends by default: store false, encrypted reasoning asked for, a reasoning summary, its
+    function tools in a namespace, and the built-in web search, which a chat route can't run and leaves out."""
+    _, raw = make_key(**HIGH_LIMITS)
+    body = {
+        "model": catalog["echo"], "instructions": "You are a coding agent.", "stream": True, "store": False,
+        "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "medium", "summary": "auto"},
+        "tool_choice": "auto", "parallel_tool_calls": False, "prompt_cache_key": "session-1",
+        "tools": [{"type": "web_search"}, {"type": "namespace", "name": "shell", "tools": []}],
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]}],
+    }  # fmt: skip
+    answer = requests.post(f"{gateway.base_url}/responses", json=body, headers={"Authorization": f"Bearer {raw}"},
+                           stream=True, timeout=30)  # fmt: skip
+    events = [
+        json.loads(line[6:]) for line in answer.iter_lines(decode_unicode=True) if line.startswith("data: ")
+    ]
+    assert answer.status_code == 200 and events[-1]["type"] == "response.completed"
+    output = events[-1]["response"]["output"]
+    assert [item["type"] for item in output] == ["message", "reasoning"]  # asked for, so given (empty)
+    assert output[0]["content"][0]["text"] == "You said: list files"
