@@ -210,8 +210,8 @@ def test_a_stream_cut_mid_way_ends_with_response_failed_and_is_recorded(gateway,
     events = [
         json.loads(line[6:]) for line in answer.iter_lines(decode_unicode=True) if line.startswith("data: ")
     ]
-    assert answer.status_code == 200 and events[-1]["type"] == "response.failed"
-    assert events[-1]["response"]["error"]["code"] == "server_error"
+    assert answer.status_code == 200 and [e["type"] for e in events[-2:]] == ["error", "response.failed"]
+    assert events[-1]["response"]["error"]["code"] == events[-2]["code"] == "server_error"
     assert [e["type"] for e in events].count("response.output_text.delta") == 3
     record = wait_usage(answer.headers["x-request-id"])
     assert (
@@ -314,7 +314,10 @@ def test_a_passthrough_stream_cut_short_ends_with_response_failed(gateway, passt
     events = [
         json.loads(line[6:]) for line in answer.iter_lines(decode_unicode=True) if line.startswith("data: ")
     ]
-    assert events[-1]["type"] == "response.failed" and events[-1]["response"]["status"] == "failed"
+    assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
+    assert events[-1]["response"]["status"] == "failed"
+    for event in events:
+        validator_for("ResponseStreamEvent").validate(event)
     numbers = [e["sequence_number"] for e in events]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     record = wait_usage(answer.headers["x-request-id"])

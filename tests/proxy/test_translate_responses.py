@@ -204,6 +204,7 @@ EVENT_SCHEMAS = {
     "response.completed": "ResponseCompletedEvent",
     "response.incomplete": "ResponseIncompleteEvent",
     "response.failed": "ResponseFailedEvent",
+    "error": "ResponseErrorEvent",
     "response.output_item.added": "ResponseOutputItemAddedEvent",
     "response.output_item.done": "ResponseOutputItemDoneEvent",
     "response.content_part.added": "ResponseContentPartAddedEvent",
@@ -231,7 +232,7 @@ def _check_stream(events: list[dict]) -> None:
     assert [event["type"] for event in events[:2]] == ["response.created", "response.in_progress"]
     assert events[-1]["type"] in TERMINAL
     assert not [event for event in events[:-1] if event["type"] in TERMINAL]
-    _check_nesting(events[2:-1])
+    _check_nesting([event for event in events[2:-1] if event["type"] != "error"])
     final = events[-1]["response"]
     done = [event["item"] for event in events if event["type"] == "response.output_item.done"]
     assert sorted(done, key=final["output"].index) == final["output"]

@@ -313,9 +313,12 @@ class ResponsesPassthrough:
         return b"event: " + kind.encode() + b"\ndata: " + raw + b"\n\n"
 
     def failure(self, err: errors.ApiError) -> bytes:
-        failed = {**self.last, "status": "failed", "error": {"code": "server_error", "message": err.message}}
-        return sse_event(
-            {"type": "response.failed", "response": failed, "sequence_number": self.sequence + 1}
+        """As OpenAI ends a failed stream: the error on its own, then the failed response."""
+        error = {"code": "server_error", "message": err.message}
+        failed = {**self.last, "status": "failed", "error": error}
+        alone = {"type": "error", **error, "param": None, "sequence_number": self.sequence + 1}
+        return sse_event(alone) + sse_event(
+            {"type": "response.failed", "response": failed, "sequence_number": self.sequence + 2}
         )
 
     async def end(self) -> bytes:

@@ -611,6 +611,11 @@ class ChatStreamToResponses:
         if error is None:
             events += self._placeholders(want_reasoning, ending)
         response = self._final_response(status, usage, error)
+        if error is not None:  # as OpenAI does: the error on its own, then the failed response
+            failure = response["error"]
+            events.append(
+                {"type": "error", "code": failure["code"], "message": failure["message"], "param": None}
+            )
         return self._stamp([*events, {"type": f"response.{status}", "response": response}])
 
     def _final_response(self, status: str, usage: dict | None, error: dict | None) -> dict:
