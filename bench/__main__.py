@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="also profile the gateway with py-spy")
     parser.add_argument("--skip-paid", action="store_true", help="don't measure the paid model")
     parser.add_argument("--skip-embeddings", action="store_true", help="don't measure POST /v1/embeddings")
+    parser.add_argument("--skip-responses", action="store_true", help="don't measure POST /v1/responses")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
     return parser.parse_args(argv)
 
@@ -67,6 +68,7 @@ def resolve(args: argparse.Namespace) -> dict:
         "profile": args.profile,
         "skip_paid": args.skip_paid,
         "skip_embeddings": args.skip_embeddings,
+        "skip_responses": args.skip_responses,
         "wait_quiet": args.wait_quiet,
     }
 
@@ -121,25 +123,29 @@ def run_phases(ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Servic
     def rate() -> float:  # the free model's measured rate sizes the RSS runs
         return (results["phases"].get("free_32c") or {}).get("gateway", {}).get("rps", 1000.0)
 
-    def embeddings(name: str, connections: int, threads: int) -> list[tuple[str, Callable[[], dict]]]:
-        """An embeddings phase, right after chat's at the same load: its added p50 is judged against chat's."""
-        if opts["skip_embeddings"]:
-            return []
-        return [(name, lambda: phases.compare(ctx, EMBED_MODEL, connections, threads, "embeddings"))]
+    def unless(skip: str, name: str, fn: Callable[[], dict]) -> list[tuple[str, Callable[[], dict]]]:
+        """A phase of another endpoint, run right after chat's counterpart and judged against it; none with the
+        option ``skip``."""
+        return [] if opts[skip] else [(name, fn)]
+
+    def compare(model: str, connections: int, threads: int, endpoint: str = "chat") -> Callable[[], dict]:
+        return lambda: phases.compare(ctx, model, connections, threads, endpoint)
+
+    def stream(endpoint: str) -> Callable[[], dict]:
+        return lambda: phases.stream_ttfc(ctx, opts["ttfc_requests"], opts["ttfc_warmup"], endpoint)
 
     plan = [
-        ("free_1c", lambda: phases.compare(ctx, FREE_MODEL, 1, 1)),
-        *embeddings("embed_1c", 1, 1),
-        ("free_32c", lambda: phases.compare(ctx, FREE_MODEL, 32, 2)),
-        *embeddings("embed_32c", 32, 2),
-        ("stream_ttfc", lambda: phases.stream_ttfc(ctx, opts["ttfc_requests"], opts["ttfc_warmup"])),
+        ("free_1c", compare(FREE_MODEL, 1, 1)),
+        *unless("skip_responses", "responses_1c", compare(FREE_MODEL, 1, 1, "responses")),
+        *unless("skip_embeddings", "embed_1c", compare(EMBED_MODEL, 1, 1, "embeddings")),
+        ("free_32c", compare(FREE_MODEL, 32, 2)),
+        *unless("skip_embeddings", "embed_32c", compare(EMBED_MODEL, 32, 2, "embeddings")),
+        ("stream_ttfc", stream("chat")),
+        *unless("skip_responses", "responses_ttfe", stream("responses")),
         ("rss", lambda: phases.rss_growth(ctx, opts["rss_warmup"], opts["rss_requests"], rate())),
     ]
     if not opts["skip_paid"]:
-        plan += [
-            ("paid_1c", lambda: phases.compare(ctx, PAID_MODEL, 1, 1)),
-            ("paid_32c", lambda: phases.compare(ctx, PAID_MODEL, 32, 2)),
-        ]
+        plan += [("paid_1c", compare(PAID_MODEL, 1, 1)), ("paid_32c", compare(PAID_MODEL, 32, 2))]
     for name, fn in plan:
         if not gateway.alive():
             results["phases"][name] = {
@@ -169,7 +175,7 @@ def run_profiles(ctx: phases.Ctx, opts: dict, results: dict) -> None:
         results["profile"][model] = results["phases"].pop(f"profile{tag}", None)
 
 
-def probes(ctx: phases.Ctx, with_paid: bool, with_embeddings: bool) -> dict:
+def probes(ctx: phases.Ctx, with_paid: bool, with_embeddings: bool, with_responses: bool) -> dict:
     out = {
         "direct": phases.probe(ctx, "direct", UPSTREAM_MODEL),
         "gateway_free": phases.probe(ctx, "gateway", FREE_MODEL),
@@ -180,6 +186,11 @@ def probes(ctx: phases.Ctx, with_paid: bool, with_embeddings: bool) -> dict:
     if with_embeddings:
         out["direct_embeddings"] = phases.probe(ctx, "direct", UPSTREAM_MODEL, endpoint="embeddings")
         out["gateway_embeddings"] = phases.probe(ctx, "gateway", EMBED_MODEL, endpoint="embeddings")
+    if with_responses:  # its direct side is chat's, probed above
+        out["gateway_responses"] = phases.probe(ctx, "gateway", FREE_MODEL, endpoint="responses")
+        out["gateway_responses_stream"] = phases.probe(
+            ctx, "gateway", FREE_MODEL, stream=True, endpoint="responses"
+        )
     for name, probe in out.items():
         print(f"  probe {name}: HTTP {probe.get('status', probe.get('error'))}", flush=True)
     return out
@@ -208,7 +219,8 @@ def serve_and_measure(opts: dict, results: dict, stack: contextlib.ExitStack, wo
         key=fixture.key, seconds=opts["seconds"], warmup=opts["warmup"], load_cpus=plan["load"],
         gateway_pid=gateway.pid, upstream_pid=upstream.pid,
     )  # fmt: skip
-    results["probes"] = probes(ctx, not opts["skip_paid"], not opts["skip_embeddings"])
+    skipped = (opts["skip_paid"], opts["skip_embeddings"], opts["skip_responses"])
+    results["probes"] = probes(ctx, *(not skip for skip in skipped))
     results["gateway"] = {"rss_at_start_mb": round(procs.rss_bytes(gateway.pid) / 2**20, 2)}
     run_phases(ctx, opts, results, gateway)
     if opts["profile"]:

@@ -11,20 +11,45 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from bench import ttfc, wrk
 from bench.procs import busiest, cpu_seconds, cpu_snapshot, rss_bytes
-from bench.setup import FREE_MODEL, UPSTREAM_MODEL, chat_body, embeddings_body
+from bench.setup import FREE_MODEL, UPSTREAM_MODEL, chat_body, embeddings_body, responses_body
 
 PATH = "/v1/chat/completions"
 DIRECT_KEY = "bench-direct"  # the upstream ignores it; sent so both sides parse the same headers
-# Each endpoint the phases can load: its path and the body every request sends (the model filled in).
+
+
+class Endpoint(NamedTuple):
+    """An endpoint the phases can load: its path and the body every request sends (the model filled in)."""
+
+    path: str
+    body: Callable[..., dict]
+    direct: str | None = None  # the endpoint the direct side loads instead: the one a bridged route calls
+
+
 ENDPOINTS = {
-    "chat": (PATH, chat_body),
-    "embeddings": ("/v1/embeddings", embeddings_body),
+    "chat": Endpoint(PATH, chat_body),
+    "embeddings": Endpoint("/v1/embeddings", embeddings_body),
+    # Bridged on a chat route: the gateway calls the upstream's chat completions, so that is the direct side.
+    "responses": Endpoint("/v1/responses", responses_body, direct="chat"),
 }
+# What a stream phase times, on the direct side and through the gateway: the first mark gives a side its
+# percentiles, any other is kept beside them under its name. A bridged Responses stream's first words are its
+# first text delta; its direct side is the upstream's chat stream, whose first words are a content chunk.
+STREAM_MARKS = {
+    "chat": ({"first": ttfc.FIRST_DATA, "content": ttfc.FIRST_CONTENT},) * 2,
+    "responses": ({"content": ttfc.FIRST_CONTENT}, {"text_delta": ttfc.FIRST_TEXT_DELTA}),
+}
+
+
+def side(target: str, endpoint: str) -> str:
+    """The endpoint ``target`` ("direct" or "gateway") is loaded on when the gateway's is ``endpoint``."""
+    return (ENDPOINTS[endpoint].direct or endpoint) if target == "direct" else endpoint
 
 
 @dataclass
@@ -44,13 +69,16 @@ class Ctx:
     sent: Counter = field(default_factory=Counter)  # requests sent to the gateway, per model
 
     def url(self, target: str, endpoint: str = "chat") -> str:
-        return (self.direct if target == "direct" else self.gateway) + ENDPOINTS[endpoint][0]
+        return (self.direct if target == "direct" else self.gateway) + ENDPOINTS[side(target, endpoint)].path
+
+    def bearer(self, target: str) -> str:
+        return DIRECT_KEY if target == "direct" else self.key
 
     def script(self, target: str, model: str, endpoint: str = "chat") -> Path:
+        endpoint = side(target, endpoint)
         path = self.scripts / f"{target}-{endpoint}-{model}.lua"
         if not path.exists():
-            key = DIRECT_KEY if target == "direct" else self.key
-            wrk.write_script(self.scripts, path.stem, ENDPOINTS[endpoint][1](model), key)
+            wrk.write_script(self.scripts, path.stem, ENDPOINTS[endpoint].body(model), self.bearer(target))
         return path
 
 
@@ -91,7 +119,8 @@ def compare(ctx: Ctx, model: str, connections: int, threads: int, endpoint: str 
     direct = measure(ctx, "direct", UPSTREAM_MODEL, connections, threads, endpoint)
     gateway = measure(ctx, "gateway", model, connections, threads, endpoint)
     return {
-        "endpoint": ENDPOINTS[endpoint][0],
+        "endpoint": ENDPOINTS[endpoint].path,
+        "direct_endpoint": ENDPOINTS[side("direct", endpoint)].path,
         "connections": connections,
         "threads": threads,
         "direct": direct,
@@ -102,15 +131,32 @@ def compare(ctx: Ctx, model: str, connections: int, threads: int, endpoint: str 
     }
 
 
-def stream_ttfc(ctx: Ctx, count: int, warmup: int) -> dict:
-    """Time to the first ``data:`` event of a stream, direct and through the gateway."""
-    direct = ttfc.measure(ctx.url("direct"), DIRECT_KEY, UPSTREAM_MODEL, count=count, warmup=warmup)
-    gateway = ttfc.measure(ctx.url("gateway"), ctx.key, FREE_MODEL, count=count, warmup=warmup)
+def _added(direct: dict, gateway: dict) -> dict:
+    if "p50_ms" not in direct or "p50_ms" not in gateway:
+        return {}
+    return {
+        "added_p50_ms": round(gateway["p50_ms"] - direct["p50_ms"], 4),
+        "added_p99_ms": round(gateway["p99_ms"] - direct["p99_ms"], 4),
+    }
+
+
+def stream_ttfc(ctx: Ctx, count: int, warmup: int, endpoint: str = "chat") -> dict:
+    """Time to the first event of a stream, direct and through the gateway (the marks: ``STREAM_MARKS``).
+
+    A mark timed on both sides beside the first one (chat's first content chunk) gets its added time too.
+    """
+    out: dict = {"endpoint": ENDPOINTS[endpoint].path, "requests": count, "warmup": warmup}
+    sides = zip(("direct", "gateway"), (UPSTREAM_MODEL, FREE_MODEL), STREAM_MARKS[endpoint], strict=True)
+    for target, model, marks in sides:
+        body = ENDPOINTS[side(target, endpoint)].body(model, stream=True)
+        url, key = ctx.url(target, endpoint), ctx.bearer(target)
+        out[target] = ttfc.measure(url, key, body, marks, count=count, warmup=warmup)
     ctx.sent[FREE_MODEL] += count + warmup
-    out = {"requests": count, "warmup": warmup, "direct": direct, "gateway": gateway}
-    if "p50_ms" in direct and "p50_ms" in gateway:
-        out["added_p50_ms"] = round(gateway["p50_ms"] - direct["p50_ms"], 4)
-        out["added_p99_ms"] = round(gateway["p99_ms"] - direct["p99_ms"], 4)
+    direct, gateway = out["direct"], out["gateway"]
+    out.update(_added(direct, gateway))
+    for name in sorted(direct.keys() & gateway.keys()):
+        if isinstance(direct[name], dict) and isinstance(gateway[name], dict):
+            out[name] = _added(direct[name], gateway[name])
     return out
 
 
@@ -155,11 +201,10 @@ def rss_growth(ctx: Ctx, warm_requests: int, requests: int, rps_hint: float) -> 
 
 def probe(ctx: Ctx, target: str, model: str, *, stream: bool = False, endpoint: str = "chat") -> dict:
     """One request, to see (and record) exactly what the client gets before putting load on it."""
-    key = DIRECT_KEY if target == "direct" else ctx.key
-    body = chat_body(model, stream=stream) if endpoint == "chat" else ENDPOINTS[endpoint][1](model)
-    data = json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     url = ctx.url(target, endpoint)
+    make = ENDPOINTS[side(target, endpoint)].body
+    data = json.dumps(make(model, stream=True) if stream else make(model)).encode()
+    headers = {"Authorization": f"Bearer {ctx.bearer(target)}", "Content-Type": "application/json"}
     request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     started = time.perf_counter()
     try:

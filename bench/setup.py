@@ -42,9 +42,21 @@ class Fixture:
     key: str
 
 
+PROMPT = "hello there"  # the user's text of every chat and Responses request
+
+
 def chat_body(model: str, *, stream: bool = False) -> dict:
     """The request every phase sends: short, so the numbers are about the gateway, not about the payload."""
-    body: dict = {"model": model, "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16}
+    body: dict = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def responses_body(model: str, *, stream: bool = False) -> dict:
+    """Chat's text as a Responses request, not stored: a stored response costs a database write per request,
+    and the phases measure the translation to chat completions and back."""
+    body: dict = {"model": model, "input": PROMPT, "store": False}
     if stream:
         body["stream"] = True
     return body

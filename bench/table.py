@@ -1,5 +1,7 @@
 """The human-readable summary printed at the end of a run (the JSON file has everything else)."""
 
+from collections.abc import Callable
+
 from bench.report import BACKING_SERVICES
 from bench.setup import EMBED_MODEL, FREE_MODEL, PAID_MODEL
 
@@ -43,15 +45,21 @@ def _latency(phase: dict, verdicts: dict, keys: tuple[str | None, str | None]) -
     ]  # fmt: skip
 
 
-def _versus_chat(phase: dict, verdicts: dict) -> list[str]:
-    """Embeddings at 1 connection: the latency rows, then their added p50 as a share of chat's."""
-    verdict = verdicts.get("embed_vs_chat_added_p50_1c")
-    share = verdict["value"] if verdict else None
-    return [
-        *_latency(phase, verdicts, (None, None)),
-        _row("  added p50 / chat's", "", "", "-" if share is None else f"{share:.1f} %",
-             *_target_text(verdict)),
-    ]  # fmt: skip
+def _share(value: float) -> str:
+    return f"{value:.1f} %"
+
+
+def _beyond(value: float) -> str:
+    return _ms(value, True)
+
+
+def _versus_chat(
+    rows: list[str], verdicts: dict, key: str, label: str, shown: Callable[[float], str]
+) -> list[str]:
+    """A phase judged against chat's: its own rows, then the figure compared with chat's and its target."""
+    verdict = verdicts.get(key)
+    value = verdict["value"] if verdict else None
+    return [*rows, _row(label, "", "", "-" if value is None else shown(value), *_target_text(verdict))]
 
 
 def _throughput(phase: dict, verdicts: dict, keys: tuple[str | None, str | None]) -> list[str]:
@@ -68,13 +76,17 @@ def _throughput(phase: dict, verdicts: dict, keys: tuple[str | None, str | None]
     ]  # fmt: skip
 
 
-def _ttfc(phase: dict, verdicts: dict) -> list[str]:
+def _ttfc(phase: dict, verdicts: dict, key: str | None) -> list[str]:
     d, g = phase["direct"], phase["gateway"]
     lines = [
         _row("  p50", _ms(d.get("p50_ms")), _ms(g.get("p50_ms")), _ms(phase.get("added_p50_ms"), True),
-             *_with(verdicts, "ttfc_added_p50")),
+             *_with(verdicts, key)),
         _row("  p99", _ms(d.get("p99_ms")), _ms(g.get("p99_ms")), _ms(phase.get("added_p99_ms"), True)),
     ]  # fmt: skip
+    if "content" in phase:  # chat's first content chunk, which a bridged Responses stream is judged against
+        dc, gc = d.get("content", {}), g.get("content", {})
+        lines.append(_row("  p50, first content chunk", _ms(dc.get("p50_ms")), _ms(gc.get("p50_ms")),
+                          _ms(phase["content"].get("added_p50_ms"), True)))  # fmt: skip
     if d["errors"] or g["errors"]:
         lines.append(_row("  errors", str(d["errors"]), str(g["errors"])))
     return lines
@@ -115,10 +127,18 @@ def render(results: dict) -> str:
             "free_added_p50_1c", "free_added_p99_1c"))),
         ("free_32c", "free model, 32 connections", lambda p: _throughput(p, verdicts, (
             "free_rps_32c", "free_non2xx_32c"))),
-        ("embed_1c", f"embeddings ({EMBED_MODEL}), 1 connection", lambda p: _versus_chat(p, verdicts)),
+        ("responses_1c", f"Responses, bridged ({FREE_MODEL}; direct: chat completions), 1 connection",
+         lambda p: _versus_chat(_latency(p, verdicts, (None, None)), verdicts,
+                                "responses_vs_chat_added_p50_1c", "  added p50 - chat's", _beyond)),
+        ("embed_1c", f"embeddings ({EMBED_MODEL}), 1 connection",
+         lambda p: _versus_chat(_latency(p, verdicts, (None, None)), verdicts,
+                                "embed_vs_chat_added_p50_1c", "  added p50 / chat's", _share)),
         ("embed_32c", "embeddings, 32 connections", lambda p: _throughput(p, verdicts, (None, None))),
         ("stream_ttfc", f"stream, time to first chunk ({o['ttfc_requests']} sequential)",
-         lambda p: _ttfc(p, verdicts)),
+         lambda p: _ttfc(p, verdicts, "ttfc_added_p50")),
+        ("responses_ttfe", "Responses stream, bridged, time to first text event (direct: chat's first content"
+         " chunk)", lambda p: _versus_chat(_ttfc(p, verdicts, None), verdicts, "responses_ttfe_vs_chat_p50",
+                                           "  p50 - chat's first chunk", _beyond)),
         ("rss", f"gateway memory, {rss.get('requests', 0):,} requests after {rss.get('warmup_requests', 0):,}",
          lambda p: _rss(p, verdicts)),
         ("paid_1c", f"paid model ({PAID_MODEL}), 1 connection", lambda p: _latency(p, verdicts, (
