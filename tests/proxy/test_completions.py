@@ -47,15 +47,6 @@ def models(live_database, upstream, tmp_path_factory) -> dict[str, str]:
     return names
 
 
-@pytest.fixture
-def funded(make_user, make_key):
-    from billing.services import account_for, credits_grant
-
-    user = make_user()
-    credits_grant(account=account_for(user=user), amount=Decimal(10), reason="test funds", actor=None)
-    return make_key(owner=user, **HIGH_LIMITS)[1]
-
-
 def cost(prompt: int, completion: int) -> Decimal:
     return (prompt * INPUT + completion * OUTPUT) / 1_000_000
 

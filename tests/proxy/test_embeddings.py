@@ -59,16 +59,6 @@ def models(live_database, upstream, tmp_path_factory) -> dict[str, str]:
     return names
 
 
-@pytest.fixture
-def funded(make_user, make_key):
-    """A raw key on an account with 10 USD."""
-    from billing.services import account_for, credits_grant
-
-    user = make_user()
-    credits_grant(account=account_for(user=user), amount=Decimal(10), reason="test funds", actor=None)
-    return make_key(owner=user, **HIGH_LIMITS)[1]
-
-
 def decode(b64: str) -> list[float]:
     raw = base64.b64decode(b64)
     return list(struct.unpack(f"<{len(raw) // 4}f", raw))

@@ -20,11 +20,10 @@ from proxy.gateway.schemas.basics import (
     MISSING,
     Checker,
     boolean,
+    checked_body,
     fail,
     integer,
-    load_body,
     number,
-    require_model,
     string,
     texts_or_tokens,
 )  # fmt: skip
@@ -68,11 +67,7 @@ _CHECKS: dict[str, Checker] = {
 
 
 def parse(raw: bytes) -> CompletionRequest:
-    body = load_body(raw)
-    require_model(body)
-    for key, check in _CHECKS.items():
-        if key in body:
-            check(body[key], key)
+    body = checked_body(raw, _CHECKS)
     stream = body.get("stream") is True
     if body.get("stream_options") is not None and not stream:
         fail("stream_options", "stream_options is only allowed when stream is true; set stream or remove it")

@@ -18,10 +18,9 @@ from proxy.gateway import tokens
 from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream
 from proxy.gateway.schemas.basics import (
     MISSING,
+    checked_body,
     enum,
     integer,
-    load_body,
-    require_model,
     string,
     texts_or_tokens,
 )
@@ -50,11 +49,7 @@ _CHECKS = {
 
 
 def parse(raw: bytes) -> EmbeddingsRequest:
-    body = load_body(raw)
-    require_model(body)
-    for key, check in _CHECKS.items():
-        if key in body:
-            check(body[key], key)
+    body = checked_body(raw, _CHECKS)
     inputs = texts_or_tokens(body.get("input", MISSING), "input", empty_text=False, max_items=MAX_INPUTS)
     return EmbeddingsRequest(
         model=body["model"], inputs=inputs, base64=body.get("encoding_format") == "base64", body=body

@@ -34,13 +34,12 @@ from proxy.gateway.schemas.basics import (
     MISSING,
     Checker,
     boolean,
+    checked_body,
     enum,
     fail,
     integer,
-    load_body,
     number,
     object_or_null,
-    require_model,
     show,
     string,
 )  # fmt: skip
@@ -98,11 +97,7 @@ _CHECKS: dict[str, Checker] = {
 
 
 def parse(raw: bytes) -> ResponsesRequest:
-    body = load_body(raw)
-    require_model(body)
-    for key, check in _CHECKS.items():
-        if key in body:
-            check(body[key], key)
+    body = checked_body(raw, _CHECKS)
     _check_input(body.get("input", MISSING))
     _check_tools(body.get("tools"))
     reasoning, include = body.get("reasoning") or {}, body.get("include")

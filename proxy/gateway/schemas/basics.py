@@ -34,6 +34,16 @@ def load_body(raw: bytes) -> dict:
     return body
 
 
+def checked_body(raw: bytes, checks: dict[str, Checker]) -> dict:
+    """The request body as an object with a model, each field of ``checks`` checked (400 naming it)."""
+    body = load_body(raw)
+    require_model(body)
+    for key, check in checks.items():
+        if key in body:
+            check(body[key], key)
+    return body
+
+
 def require_model(body: dict) -> None:
     value = body.get("model", MISSING)
     if type(value) is not str or not value:
