@@ -65,9 +65,8 @@ class ResponsesRequest:
     stream: bool
     store: bool
     previous_id: str
-    want_reasoning: (
-        bool  # the client asked for a reasoning item: it gets one, empty if the upstream gave none
-    )
+    # The client asked for a reasoning item: it gets one, empty if the upstream gave none.
+    want_reasoning: bool
     response_id: str
     created_at: int
     chat: dict = field(default_factory=dict)  # the chat body it is bridged as (set once its history is read)
@@ -78,6 +77,8 @@ class ResponsesRequest:
     include_usage: bool = False
     prompt_tokens: int | None = None
 
+
+ROLES = ("user", "assistant", "system", "developer")
 
 _CHECKS: dict[str, Checker] = {
     "instructions": string(nullable=True),
@@ -121,16 +122,8 @@ def _check_input(value: object) -> None:
     for i, item in enumerate(value):
         if type(item) is not dict:
             fail(f"input[{i}]", f"input[{i}] must be an input item (an object), got {show(item)}")
-        if item.get("type") in (None, "message") and item.get("role") not in (
-            "user",
-            "assistant",
-            "system",
-            "developer",
-        ):
-            fail(
-                f"input[{i}].role",
-                "a message's role must be one of 'user', 'assistant', 'system', 'developer'",
-            )
+        if item.get("type") in (None, "message") and item.get("role") not in ROLES:
+            fail(f"input[{i}].role", f"a message's role must be one of {', '.join(map(repr, ROLES))}")
 
 
 def _check_tools(value: object) -> None:
