@@ -76,6 +76,7 @@ def docs(request: HttpRequest) -> HttpResponse:
         "model": portal_selectors.model_example_get() or "deepseek-chat",
         "embedding_model": portal_selectors.model_example_get(mode="embedding"),
         "completion_model": portal_selectors.model_example_get(mode="completion"),
+        "retention_days": settings.RESPONSES_RETENTION_DAYS,
         "keys": keys,
         "hint": hint,
         "api_key": f"{hint.prefix}..." if hint else "sk-your-api-key",
