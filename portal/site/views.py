@@ -6,6 +6,8 @@ and ``billing.services``. Card payments are off (and the billing page says so) w
 
 import csv
 import itertools
+import uuid
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import stripe
@@ -28,6 +30,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing import payments
 from billing import selectors as money
+from billing.api_selectors import generation_get
+from billing.models import Endpoint, UsageRecord
 from billing.services import RedeemError, code_redeem, customer_create
 from portal.accounts.models import ApiKey
 from portal.accounts.services import key_create, key_revoke
@@ -35,6 +39,7 @@ from portal.site import charts, forms
 from portal.site import selectors as portal_selectors
 from portal.site.auth import AuthedRequest
 from portal.templatetags.money import usd, usd_compact
+from proxy.conversations.services import conversation_texts, response_of_request
 
 NEW_KEY_SESSION = "new_key"  # carries a fresh key's raw value to exactly one render of the keys page
 LEDGER_PAGE, USAGE_PAGE = 25, 50
@@ -308,6 +313,31 @@ def usage(request: AuthedRequest) -> HttpResponse:
         "filtered": bool(query),
     }
     return render(request, "usage.html", context)
+
+
+@login_required
+@require_GET
+def usage_detail(request: AuthedRequest, request_id: uuid.UUID) -> HttpResponse:
+    """One request: its record and, for a stored response, what was asked and answered. Another user's
+    request is a 404, as a missing one."""
+    try:
+        record = generation_get(user=request.user, request_id=request_id)
+    except UsageRecord.DoesNotExist:
+        raise Http404("No such request") from None
+    stored = None
+    if record.endpoint == Endpoint.RESPONSES:
+        stored = response_of_request(
+            account_id=money.account_get(user=request.user).pk, request_id=request_id
+        )
+    context = {
+        "record": record,
+        "stored": stored,
+        "turns": conversation_texts(stored) if stored else [],
+        "kept_until": stored.created_at + timedelta(days=settings.RESPONSES_RETENTION_DAYS)
+        if stored
+        else None,
+    }
+    return render(request, "usage_detail.html", context)
 
 
 class _Echo:

@@ -60,4 +60,5 @@ urlpatterns = [
     path("billing/cancel", views.billing_cancel, name="billing_cancel"),
     path("usage", views.usage, name="usage"),
     path("usage/export.csv", views.usage_export, name="usage_export"),
+    path("usage/<uuid:request_id>", views.usage_detail, name="usage_detail"),
 ]

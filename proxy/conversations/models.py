@@ -11,6 +11,7 @@ class StoredResponse(models.Model):
     reads exactly like one that never existed."""
 
     id = models.CharField(primary_key=True, max_length=64)  # resp_...
+    request_id = models.UUIDField(null=True, unique=True)  # the usage record of the request that made it
     account = models.ForeignKey("billing.Account", on_delete=models.CASCADE, related_name="+")
     key = models.ForeignKey("portal.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
     previous_id = models.CharField(max_length=64, blank=True)  # the previous_response_id it continued

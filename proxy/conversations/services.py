@@ -1,6 +1,7 @@
 """Stored responses: kept, read, continued and deleted, always within the account that made them. Sync (the
 gateway runs these on its database pool)."""
 
+import uuid
 from datetime import timedelta
 
 from django.utils import timezone
@@ -12,12 +13,17 @@ MAX_TURNS = 200  # how far back previous_response_id is followed: far more than 
 
 def response_store(
     *, response_id: str, account_id: int, key_id: int | None, previous_id: str, input_items: list[dict],
-    response: dict, provider_id: int | None = None,
+    response: dict, provider_id: int | None = None, request_id: uuid.UUID | None = None,
 ) -> None:  # fmt: skip
     StoredResponse.objects.create(
         id=response_id, account_id=account_id, key_id=key_id, previous_id=previous_id, input_items=input_items,
-        response=response, provider_id=provider_id,
+        response=response, provider_id=provider_id, request_id=request_id,
     )  # fmt: skip
+
+
+def response_of_request(*, account_id: int, request_id: uuid.UUID) -> StoredResponse | None:
+    """The stored response a request made, if it made one that is still kept."""
+    return StoredResponse.objects.filter(account_id=account_id, request_id=request_id).first()
 
 
 def response_get(*, account_id: int, response_id: str) -> StoredResponse | None:
@@ -77,3 +83,30 @@ def items_page(items: list[dict], query: dict[str, str]) -> dict:
         "object": "list", "data": page, "has_more": len(ordered) > limit,
         "first_id": page[0]["id"] if page else "", "last_id": page[-1]["id"] if page else "",
     }  # fmt: skip
+
+
+def conversation_texts(stored: StoredResponse) -> list[tuple[str, str]]:
+    """(who, text) for what a stored response was given and what it answered, as a page shows them: each
+    message's text, a function call's name and arguments, a tool's output."""
+    return [
+        turn
+        for item in [*stored.input_items, *(stored.response.get("output") or [])]
+        if (turn := _text_of(item))
+    ]
+
+
+def _text_of(item: dict) -> tuple[str, str] | None:
+    kind = item.get("type", "message")
+    if kind == "message":
+        content = item.get("content")
+        parts = (
+            [content]
+            if isinstance(content, str)
+            else [p.get("text", "") for p in content or [] if isinstance(p, dict)]
+        )
+        return str(item.get("role", "user")), " ".join(p for p in parts if p)
+    if kind == "function_call":
+        return "function call", f"{item.get('name')}({item.get('arguments', '')})"
+    if kind == "function_call_output":
+        return "function output", str(item.get("output", ""))
+    return None

@@ -44,7 +44,7 @@ async def serve(rt: Runtime, req: Incoming, endpoint: Endpoint) -> None:
     model = await rt.catalog.resolve(request.model, key.allowed_models)  # 404 / 403 before anything counts
     _check_serves(model, endpoint)  # 404 for a model of another endpoint
     if endpoint.prepare is not None:
-        await endpoint.prepare(rt, key, request)  # the endpoint's own reads (an earlier turn, say): 400
+        await endpoint.prepare(rt, req, key, request)  # the endpoint's own reads (an earlier turn, say): 400
     _check_context(endpoint, model, request, len(req.body))  # 400 context_length_exceeded
     settlement.check_capacity(rt)  # 503 while usage can't be recorded
     key, quota = await admission.admit(rt, req, key_hash, key)  # 429 + Retry-After

@@ -344,3 +344,24 @@ def test_a_codex_style_request_is_served_on_a_bridged_route(gateway, catalog, ma
     output = events[-1]["response"]["output"]
     assert [item["type"] for item in output] == ["message", "reasoning"]  # asked for, so given (empty)
     assert output[0]["content"][0]["text"] == "You said: list files"
+
+
+def test_the_dashboard_shows_a_request_and_the_response_it_stored(gateway, catalog, make_user, make_key):
+    from django.test import Client
+
+    owner = make_user()
+    _, raw = make_key(owner=owner, **HIGH_LIMITS)
+    made = client(gateway, raw).responses.with_raw_response.create(
+        model=catalog["echo"], input="show me later"
+    )
+    request_id = made.headers["x-request-id"]
+    wait_usage(request_id)
+    browser = Client()
+    browser.force_login(owner)
+    assert f'href="/usage/{request_id}"' in browser.get("/usage").content.decode()  # the table links to it
+    page = browser.get(f"/usage/{request_id}").content.decode()
+    assert made.parse().id in page and "show me later" in page and "You said: show me later" in page
+    assert 'data-testid="stored-response"' in page and "kept until" in page
+    stranger = Client()
+    stranger.force_login(make_user())
+    assert stranger.get(f"/usage/{request_id}").status_code == 404

@@ -55,7 +55,9 @@ class Endpoint:
     upstreams: dict[str, Upstream]  # by route style (route_style): how each kind of route is called
     # Optional: what an endpoint does with the runtime before the relay (read an earlier turn, say), and
     # with the client's whole answer before its end goes out (keep it, say).
-    prepare: Callable[[Any, Any, Any], Awaitable[None]] | None = None  # (runtime, key, request)
+    prepare: Callable[[Any, Any, Any, Any], Awaitable[None]] | None = (
+        None  # (runtime, incoming, key, request)
+    )
     keep: Callable[[Any, Any, Any, dict], Awaitable[None]] | None = None  # (runtime, key, request, answer)
 
     def upstream_for(self, route: RouteInfo) -> Upstream:

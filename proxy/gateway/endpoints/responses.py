@@ -74,6 +74,7 @@ class ResponsesRequest:
     history: list[dict] = field(default_factory=list)  # the items of the turns it continues
     previous_provider: int | None = None  # the provider that made the previous response itself, if one did
     provider_id: int | None = None  # the passthrough route's provider that is answering it
+    request_id: uuid.UUID | None = None  # the gateway's id of the request, its usage record's
     include_usage: bool = False
     prompt_tokens: int | None = None
 
@@ -138,8 +139,9 @@ def _check_tools(value: object) -> None:
             fail(f"tools[{i}].name", "a function tool needs a 'name'")
 
 
-async def prepare(rt, key, request: ResponsesRequest) -> None:
+async def prepare(rt, req, key, request: ResponsesRequest) -> None:
     """Read the conversation it continues, and bridge the request as a chat body."""
+    request.request_id = req.request_id
     if request.previous_id:
         found = await run_db(conversation, account_id=key.account_id, response_id=request.previous_id)
         if found is None:
@@ -191,7 +193,7 @@ async def keep(rt, key, request: ResponsesRequest, response: dict) -> None:
         await run_db(
             response_store, response_id=response["id"], account_id=key.account_id, key_id=key.id,
             previous_id=request.previous_id, input_items=request.input_items, response=response,
-            provider_id=request.provider_id,
+            provider_id=request.provider_id, request_id=request.request_id,
         )  # fmt: skip
     except Exception:
         log.exception("response %s could not be stored", request.response_id)
