@@ -143,12 +143,40 @@ def test_store_false_is_not_kept(api, catalog):
         api.responses.create(model=catalog["echo"], input="again", previous_response_id=made.id)
 
 
-@pytest.mark.parametrize(
-    ("body", "param"),
-    [({}, "input"), ({"input": 5}, "input"), ({"input": [5]}, "input[0]"), ({"input": "x", "tools": [{}]}, "tools[0]"),
-     ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"), ({"input": "x", "temperature": 3}, "temperature")],
-    ids=["missing", "number", "item", "tool", "max-output", "temperature"],
-)  # fmt: skip
+BAD_BODIES = [
+    ("missing", {}, "input"),
+    ("number", {"input": 5}, "input"),
+    ("item", {"input": [5]}, "input[0]"),
+    ("role", {"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+    (
+        "part-text",
+        {"input": [{"role": "user", "content": [{"type": "input_text"}]}]},
+        "input[0].content[0].text",
+    ),
+    ("part-type", {"input": [{"role": "user", "content": [{"type": "video"}]}]}, "input[0].content[0].type"),
+    ("call-output", {"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
+    ("tool", {"input": "x", "tools": [{}]}, "tools[0].type"),
+    ("tool-name", {"input": "x", "tools": [{"type": "function"}]}, "tools[0].name"),
+    (
+        "tool-schema",
+        {"input": "x", "tools": [{"type": "function", "name": "f", "parameters": 5}]},
+        "tools[0].parameters",
+    ),
+    ("tool-choice", {"input": "x", "tool_choice": {"type": "function"}}, "tool_choice.name"),
+    ("format", {"input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
+    (
+        "format-schema",
+        {"input": "x", "text": {"format": {"type": "json_schema", "name": "s"}}},
+        "text.format.schema",
+    ),
+    ("effort", {"input": "x", "reasoning": {"effort": "max"}}, "reasoning.effort"),
+    ("include", {"input": "x", "include": "reasoning"}, "include"),
+    ("max-output", {"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+    ("temperature", {"input": "x", "temperature": 3}, "temperature"),
+]
+
+
+@pytest.mark.parametrize(("body", "param"), [b[1:] for b in BAD_BODIES], ids=[b[0] for b in BAD_BODIES])
 def test_bad_input_is_a_400_naming_the_param(gateway, catalog, make_key, upstream, body, param):
     _, raw = make_key(rpm_limit=50, rpd_limit=500)
     assert_refused(gateway, upstream, raw, "/responses", {"model": catalog["echo"], **body}, param)

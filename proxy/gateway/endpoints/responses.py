@@ -32,18 +32,9 @@ from proxy.gateway.endpoints import chat
 from proxy.gateway.endpoints.base import OPENAI, PASSTHROUGH, Endpoint, Upstream
 from proxy.gateway.schemas.basics import (
     MISSING,
-    Checker,
-    boolean,
     checked_body,
-    enum,
-    fail,
-    integer,
-    number,
-    object_or_null,
-    show,
-    string,
 )  # fmt: skip
-from proxy.gateway.schemas.tools import check_metadata
+from proxy.gateway.schemas.responses import CHECKS, check_input
 from proxy.gateway.streaming import Tally, take_chat_chunk
 from proxy.gateway.translate.responses import (
     ChatStreamToResponses,
@@ -79,29 +70,9 @@ class ResponsesRequest:
     prompt_tokens: int | None = None
 
 
-ROLES = ("user", "assistant", "system", "developer")
-
-_CHECKS: dict[str, Checker] = {
-    "instructions": string(nullable=True),
-    "max_output_tokens": integer(1, 2**31 - 1, "a positive integer"),
-    "temperature": number(0, 2),
-    "top_p": number(0, 1),
-    "stream": boolean(nullable=True),
-    "store": boolean(nullable=True),
-    "previous_response_id": string(nullable=True),
-    "parallel_tool_calls": boolean(nullable=True),
-    "metadata": check_metadata,
-    "user": string(nullable=False),
-    "text": object_or_null,
-    "reasoning": object_or_null,
-    "truncation": enum("auto", "disabled"),
-}
-
-
 def parse(raw: bytes) -> ResponsesRequest:
-    body = checked_body(raw, _CHECKS)
-    _check_input(body.get("input", MISSING))
-    _check_tools(body.get("tools"))
+    body = checked_body(raw, CHECKS)
+    check_input(body.get("input", MISSING), "input")
     reasoning, include = body.get("reasoning") or {}, body.get("include")
     want_reasoning = bool(reasoning.get("summary")) or (
         isinstance(include, list) and "reasoning.encrypted_content" in include
@@ -111,32 +82,6 @@ def parse(raw: bytes) -> ResponsesRequest:
         previous_id=body.get("previous_response_id") or "", want_reasoning=want_reasoning,
         response_id=f"resp_{uuid.uuid4().hex}", created_at=int(time.time()),
     )  # fmt: skip
-
-
-def _check_input(value: object) -> None:
-    if value is MISSING:
-        fail("input", "Missing required parameter: 'input' (a string or an array of input items).")
-    if isinstance(value, str):
-        return
-    if type(value) is not list:
-        fail("input", f"input must be a string or an array of input items, got {show(value)}")
-    for i, item in enumerate(value):
-        if type(item) is not dict:
-            fail(f"input[{i}]", f"input[{i}] must be an input item (an object), got {show(item)}")
-        if item.get("type") in (None, "message") and item.get("role") not in ROLES:
-            fail(f"input[{i}].role", f"a message's role must be one of {', '.join(map(repr, ROLES))}")
-
-
-def _check_tools(value: object) -> None:
-    if value is None:
-        return
-    if type(value) is not list:
-        fail("tools", f"tools must be an array, got {show(value)}")
-    for i, tool in enumerate(value):
-        if type(tool) is not dict or type(tool.get("type")) is not str:
-            fail(f"tools[{i}]", "each tool must be an object with a 'type'")
-        if tool["type"] == "function" and (type(tool.get("name")) is not str or not tool["name"]):
-            fail(f"tools[{i}].name", "a function tool needs a 'name'")
 
 
 async def prepare(rt, req, key, request: ResponsesRequest) -> None:

@@ -88,7 +88,7 @@ def _require_name(obj: dict, param: str) -> None:
         fail(f"{param}.name", f"{param}.name must be 1 to 64 of a-z, A-Z, 0-9, '_' and '-', got {show(name)}")
 
 
-def _check_named_schema(obj: dict, param: str, schema_key: str) -> None:
+def check_named_schema(obj: dict, param: str, schema_key: str) -> None:
     """A name, an optional description, an optional JSON Schema under ``schema_key`` and an optional strict
     flag: the spec's FunctionObject ("parameters") and response_format's json_schema ("schema") alike."""
     _require_name(obj, param)
@@ -103,7 +103,7 @@ def _check_named_schema(obj: dict, param: str, schema_key: str) -> None:
 
 
 def _check_function_def(fn: object, param: str) -> None:
-    _check_named_schema(require_object(fn, param, "a function definition object"), param, "parameters")
+    check_named_schema(require_object(fn, param, "a function definition object"), param, "parameters")
 
 
 def _check_custom_tool(custom: object, param: str) -> None:
@@ -182,7 +182,7 @@ def check_response_format(value: object, param: str) -> None:
     if fmt["type"] != "json_schema":
         return
     spec = child(fmt, "json_schema", param, "an object with a name")
-    _check_named_schema(spec, f"{param}.json_schema", "schema")
+    check_named_schema(spec, f"{param}.json_schema", "schema")
 
 
 def check_prediction(value: object, param: str) -> None:
