@@ -6,7 +6,7 @@ import orjson
 from billing.credits import DEFAULT_MAX_OUTPUT
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
 from proxy.gateway import tokens
-from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream
+from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream, as_received
 from proxy.gateway.schemas import ChatRequest, parse_chat_request
 from proxy.gateway.streaming import Tally
 from proxy.gateway.upstream import routed_body
@@ -48,10 +48,6 @@ def take_answer(tally: Tally, answer: dict) -> None:
     tally.take_usage(answer.get("usage"))
 
 
-def write_answer(_request: ChatRequest, answer: dict) -> dict:
-    return answer
-
-
 CHAT = Endpoint(
     name="chat.completions",
     path="/v1/chat/completions",
@@ -66,7 +62,7 @@ CHAT = Endpoint(
             body=upstream_body,
             check_answer=check_answer,
             take_answer=take_answer,
-            write_answer=write_answer,
+            write_answer=as_received,
         ),
     },
 )

@@ -14,7 +14,8 @@ import orjson
 
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
 from proxy.gateway import tokens
-from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream
+from proxy.gateway.endpoints import chat
+from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream, as_received
 from proxy.gateway.schemas import MAX_TOKENS_LIMIT, SEED_MAX, SEED_MIN
 from proxy.gateway.schemas.basics import (
     MISSING,
@@ -28,7 +29,6 @@ from proxy.gateway.schemas.basics import (
     texts_or_tokens,
 )  # fmt: skip
 from proxy.gateway.schemas.tools import check_logit_bias, check_stop, check_stream_options
-from proxy.gateway.streaming import Tally
 from proxy.gateway.upstream import routed_body
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's, for this endpoint
@@ -118,11 +118,6 @@ def check_answer(raw: bytes) -> dict:
     return data
 
 
-def take_answer(tally: Tally, answer: dict) -> None:
-    tally.take_choices(answer["choices"])
-    tally.take_usage(answer.get("usage"))
-
-
 COMPLETIONS = Endpoint(
     name="completions",
     path="/v1/completions",
@@ -136,8 +131,8 @@ COMPLETIONS = Endpoint(
             path="/completions",
             body=upstream_body,
             check_answer=check_answer,
-            take_answer=take_answer,
-            write_answer=lambda _request, answer: answer,
+            take_answer=chat.take_answer,  # legacy choices carry their text where chat's carry a message
+            write_answer=as_received,
         ),
     },
 )

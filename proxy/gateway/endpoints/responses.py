@@ -29,7 +29,7 @@ from proxy.conversations.services import conversation, response_store
 from proxy.gateway import errors, tokens
 from proxy.gateway.db import run_db
 from proxy.gateway.endpoints import chat
-from proxy.gateway.endpoints.base import OPENAI, PASSTHROUGH, Endpoint, Upstream
+from proxy.gateway.endpoints.base import OPENAI, PASSTHROUGH, Endpoint, Upstream, as_received
 from proxy.gateway.schemas.basics import (
     MISSING,
     checked_body,
@@ -282,7 +282,7 @@ RESPONSES = Endpoint(
             body=passthrough_body,
             check_answer=check_response,
             take_answer=take_response,
-            write_answer=lambda _request, response: response,
+            write_answer=as_received,
             stream_writer=ResponsesPassthrough,
         ),
     },
