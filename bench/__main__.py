@@ -137,6 +137,7 @@ def run_phases(ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Servic
     plan = [
         ("free_1c", compare(FREE_MODEL, 1, 1)),
         *unless("skip_responses", "responses_1c", compare(FREE_MODEL, 1, 1, "responses")),
+        *unless("skip_responses", "responses_stored_1c", compare(FREE_MODEL, 1, 1, "responses_stored")),
         *unless("skip_embeddings", "embed_1c", compare(EMBED_MODEL, 1, 1, "embeddings")),
         ("free_32c", compare(FREE_MODEL, 32, 2)),
         *unless("skip_embeddings", "embed_32c", compare(EMBED_MODEL, 32, 2, "embeddings")),

@@ -13,6 +13,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +38,7 @@ ENDPOINTS = {
     "embeddings": Endpoint("/v1/embeddings", embeddings_body),
     # Bridged on a chat route: the gateway calls the upstream's chat completions, so that is the direct side.
     "responses": Endpoint("/v1/responses", responses_body, direct="chat"),
+    "responses_stored": Endpoint("/v1/responses", partial(responses_body, store=True), direct="chat"),
 }
 # What a stream phase times, on the direct side and through the gateway: the first mark gives a side its
 # percentiles, any other is kept beside them under its name. A bridged Responses stream's first words are its

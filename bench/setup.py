@@ -53,10 +53,10 @@ def chat_body(model: str, *, stream: bool = False) -> dict:
     return body
 
 
-def responses_body(model: str, *, stream: bool = False) -> dict:
-    """Chat's text as a Responses request, not stored: a stored response costs a database write per request,
-    and the phases measure the translation to chat completions and back."""
-    body: dict = {"model": model, "input": PROMPT, "store": False}
+def responses_body(model: str, *, stream: bool = False, store: bool = False) -> dict:
+    """Chat's text as a Responses request, not stored unless asked: the plain phases measure the translation to
+    chat completions and back, and a stored phase what keeping the response adds to that."""
+    body: dict = {"model": model, "input": PROMPT, "store": store}
     if stream:
         body["stream"] = True
     return body
