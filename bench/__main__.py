@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import accounting, cli, gatewaylog, phases, procs, pyspy, report, setup, table, wrk
-from bench.setup import EMBED_MODEL, FREE_MODEL, PAID_MODEL, UPSTREAM_MODEL
+from bench.setup import CLAUDE_MODEL, EMBED_MODEL, FREE_MODEL, PAID_MODEL, UPSTREAM_MODEL
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-paid", action="store_true", help="don't measure the paid model")
     parser.add_argument("--skip-embeddings", action="store_true", help="don't measure POST /v1/embeddings")
     parser.add_argument("--skip-responses", action="store_true", help="don't measure POST /v1/responses")
+    parser.add_argument("--skip-messages", action="store_true", help="don't measure POST /v1/messages")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
     return parser.parse_args(argv)
 
@@ -69,6 +70,7 @@ def resolve(args: argparse.Namespace) -> dict:
         "skip_paid": args.skip_paid,
         "skip_embeddings": args.skip_embeddings,
         "skip_responses": args.skip_responses,
+        "skip_messages": args.skip_messages,
         "wait_quiet": args.wait_quiet,
     }
 
@@ -138,6 +140,8 @@ def run_phases(ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Servic
         ("free_1c", compare(FREE_MODEL, 1, 1)),
         *unless("skip_responses", "responses_1c", compare(FREE_MODEL, 1, 1, "responses")),
         *unless("skip_responses", "responses_stored_1c", compare(FREE_MODEL, 1, 1, "responses_stored")),
+        *unless("skip_messages", "messages_1c", compare(FREE_MODEL, 1, 1, "messages")),
+        *unless("skip_messages", "messages_native_1c", compare(CLAUDE_MODEL, 1, 1, "messages_native")),
         *unless("skip_embeddings", "embed_1c", compare(EMBED_MODEL, 1, 1, "embeddings")),
         ("free_32c", compare(FREE_MODEL, 32, 2)),
         *unless("skip_embeddings", "embed_32c", compare(EMBED_MODEL, 32, 2, "embeddings")),
@@ -176,7 +180,9 @@ def run_profiles(ctx: phases.Ctx, opts: dict, results: dict) -> None:
         results["profile"][model] = results["phases"].pop(f"profile{tag}", None)
 
 
-def probes(ctx: phases.Ctx, with_paid: bool, with_embeddings: bool, with_responses: bool) -> dict:
+def probes(
+    ctx: phases.Ctx, with_paid: bool, with_embeddings: bool, with_responses: bool, with_messages: bool
+) -> dict:
     out = {
         "direct": phases.probe(ctx, "direct", UPSTREAM_MODEL),
         "gateway_free": phases.probe(ctx, "gateway", FREE_MODEL),
@@ -191,6 +197,12 @@ def probes(ctx: phases.Ctx, with_paid: bool, with_embeddings: bool, with_respons
         out["gateway_responses"] = phases.probe(ctx, "gateway", FREE_MODEL, endpoint="responses")
         out["gateway_responses_stream"] = phases.probe(
             ctx, "gateway", FREE_MODEL, stream=True, endpoint="responses"
+        )
+    if with_messages:
+        out["gateway_messages"] = phases.probe(ctx, "gateway", FREE_MODEL, endpoint="messages")
+        out["direct_messages"] = phases.probe(ctx, "direct", UPSTREAM_MODEL, endpoint="messages_native")
+        out["gateway_messages_native"] = phases.probe(
+            ctx, "gateway", CLAUDE_MODEL, endpoint="messages_native"
         )
     for name, probe in out.items():
         print(f"  probe {name}: HTTP {probe.get('status', probe.get('error'))}", flush=True)
@@ -220,7 +232,7 @@ def serve_and_measure(opts: dict, results: dict, stack: contextlib.ExitStack, wo
         key=fixture.key, seconds=opts["seconds"], warmup=opts["warmup"], load_cpus=plan["load"],
         gateway_pid=gateway.pid, upstream_pid=upstream.pid,
     )  # fmt: skip
-    skipped = (opts["skip_paid"], opts["skip_embeddings"], opts["skip_responses"])
+    skipped = (opts["skip_paid"], opts["skip_embeddings"], opts["skip_responses"], opts["skip_messages"])
     results["probes"] = probes(ctx, *(not skip for skip in skipped))
     results["gateway"] = {"rss_at_start_mb": round(procs.rss_bytes(gateway.pid) / 2**20, 2)}
     run_phases(ctx, opts, results, gateway)

@@ -19,10 +19,11 @@ from typing import NamedTuple
 
 from bench import ttfc, wrk
 from bench.procs import busiest, cpu_seconds, cpu_snapshot, rss_bytes
-from bench.setup import FREE_MODEL, UPSTREAM_MODEL, chat_body, embeddings_body, responses_body
+from bench.setup import FREE_MODEL, UPSTREAM_MODEL, chat_body, embeddings_body, messages_body, responses_body
 
 PATH = "/v1/chat/completions"
 DIRECT_KEY = "bench-direct"  # the upstream ignores it; sent so both sides parse the same headers
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 
 
 class Endpoint(NamedTuple):
@@ -31,6 +32,7 @@ class Endpoint(NamedTuple):
     path: str
     body: Callable[..., dict]
     direct: str | None = None  # the endpoint the direct side loads instead: the one a bridged route calls
+    headers: dict[str, str] = {}  # sent with every request, on both sides
 
 
 ENDPOINTS = {
@@ -39,6 +41,10 @@ ENDPOINTS = {
     # Bridged on a chat route: the gateway calls the upstream's chat completions, so that is the direct side.
     "responses": Endpoint("/v1/responses", responses_body, direct="chat"),
     "responses_stored": Endpoint("/v1/responses", partial(responses_body, store=True), direct="chat"),
+    # Anthropic's Messages API: translated on a chat route (direct: its chat completions), and passed through
+    # on an Anthropic-style route (direct: the upstream's own /v1/messages).
+    "messages": Endpoint("/v1/messages", messages_body, direct="chat", headers=ANTHROPIC_HEADERS),
+    "messages_native": Endpoint("/v1/messages", messages_body, headers=ANTHROPIC_HEADERS),
 }
 # What a stream phase times, on the direct side and through the gateway: the first mark gives a side its
 # percentiles, any other is kept beside them under its name. A bridged Responses stream's first words are its
@@ -80,7 +86,8 @@ class Ctx:
         endpoint = side(target, endpoint)
         path = self.scripts / f"{target}-{endpoint}-{model}.lua"
         if not path.exists():
-            wrk.write_script(self.scripts, path.stem, ENDPOINTS[endpoint].body(model), self.bearer(target))
+            spec = ENDPOINTS[endpoint]
+            wrk.write_script(self.scripts, path.stem, spec.body(model), self.bearer(target), spec.headers)
         return path
 
 
@@ -207,6 +214,7 @@ def probe(ctx: Ctx, target: str, model: str, *, stream: bool = False, endpoint: 
     make = ENDPOINTS[side(target, endpoint)].body
     data = json.dumps(make(model, stream=True) if stream else make(model)).encode()
     headers = {"Authorization": f"Bearer {ctx.bearer(target)}", "Content-Type": "application/json"}
+    headers.update(ENDPOINTS[side(target, endpoint)].headers)
     request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     started = time.perf_counter()
     try:

@@ -89,6 +89,16 @@ TARGETS = (
            "Responses stored, 1 conn: added p50 vs chat's", "<=", 0.3, "ms over chat's",
            lambda p: _beyond(p, ("responses_stored_1c", "added_p50_ms"), ("free_1c", "added_p50_ms")),
            lambda p: _clean("responses_stored_1c")(p) and _clean("free_1c")(p), against="free_1c"),
+    # Messages against chat, from the same run: translated on a chat route, and passed through on an
+    # Anthropic-style route (whose direct side is the upstream's own /v1/messages).
+    Target("messages_1c", "messages_vs_chat_added_p50_1c", "Messages, translated, 1 conn: added p50 vs chat's",
+           "<=", 0.5, "ms over chat's",
+           lambda p: _beyond(p, ("messages_1c", "added_p50_ms"), ("free_1c", "added_p50_ms")),
+           lambda p: _clean("messages_1c")(p) and _clean("free_1c")(p), against="free_1c"),
+    Target("messages_native_1c", "messages_native_vs_chat_added_p50_1c",
+           "Messages, passed through, 1 conn: added p50 vs chat's", "<=", 0.5, "ms over chat's",
+           lambda p: _beyond(p, ("messages_native_1c", "added_p50_ms"), ("free_1c", "added_p50_ms")),
+           lambda p: _clean("messages_native_1c")(p) and _clean("free_1c")(p), against="free_1c"),
     # "Within 10 % of chat's" as an upper bound: an endpoint that adds less than chat does is no regression.
     Target("embed_1c", "embed_vs_chat_added_p50_1c", "embeddings, 1 conn: added p50 vs chat", "<=", 110.0,
            "% of chat's", lambda p: _share(p, "embed_1c", "free_1c"),

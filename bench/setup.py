@@ -22,9 +22,11 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/inference_space_bench
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 SECRET = "bench-secret-not-for-production"
 PROVIDER = "bench-upstream"
+CLAUDE_PROVIDER = "bench-claude-upstream"
 FREE_MODEL = "bench-free"
 PAID_MODEL = "bench-paid"
 EMBED_MODEL = "bench-embed"
+CLAUDE_MODEL = "bench-claude"  # on an Anthropic-style provider: Messages requests pass through
 UPSTREAM_MODEL = "echo"
 CREDITS_USD = "1000000"
 
@@ -62,6 +64,14 @@ def responses_body(model: str, *, stream: bool = False, store: bool = False) -> 
     return body
 
 
+def messages_body(model: str, *, stream: bool = False) -> dict:
+    """Chat's text as an Anthropic Messages request (``max_tokens`` is required there)."""
+    body: dict = {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": PROMPT}]}
+    if stream:
+        body["stream"] = True
+    return body
+
+
 def embeddings_body(model: str) -> dict:
     """One short input as floats: what the gateway adds to an embedding, not what encoding it costs."""
     return {"model": model, "input": "a short sentence to embed", "encoding_format": "float"}
@@ -79,6 +89,7 @@ def service_env(database_url: str, redis_url: str) -> dict[str, str]:
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         PYTHONUNBUFFERED="1",
+        BENCH_UPSTREAM_KEY="bench-upstream-key",  # an Anthropic-style upstream wants a key
     )
     return env
 
@@ -120,8 +131,9 @@ def flush_redis(redis_url: str) -> None:
 
 
 def model_toml(
-    model_id: str, price_in: str, price_out: str, description: str = "", mode: str = "chat"
-) -> str:
+    model_id: str, price_in: str, price_out: str, description: str = "", mode: str = "chat",
+    provider: str = PROVIDER,
+) -> str:  # fmt: skip
     """One bench model on the fake upstream's ``echo`` model, as a catalog [[models]] table.
 
     ``mode`` is the catalog's (chat, embedding or completion); an embedding produces no tokens, so it gets no
@@ -137,7 +149,7 @@ id = "{model_id}"
 {about}input_usd_per_mtok = "{price_in}"
 output_usd_per_mtok = "{price_out}"
 context_length = 8192
-{limit}routes = [{{ provider = "{PROVIDER}", upstream_model = "{UPSTREAM_MODEL}", priority = 1 }}]
+{limit}routes = [{{ provider = "{provider}", upstream_model = "{UPSTREAM_MODEL}", priority = 1 }}]
 """
 
 
@@ -154,12 +166,22 @@ def catalog_toml(upstream_base_url: str) -> str:
     models += model_toml(
         EMBED_MODEL, "0", "0", "Benchmark embedding model, free: the pipeline of /v1/embeddings", "embedding"
     )
+    models += model_toml(
+        CLAUDE_MODEL, "0", "0", "Benchmark model on Anthropic's Messages API, free", provider=CLAUDE_PROVIDER
+    )
     return f"""# Written by the benchmark for one run.
 
 [[providers]]
 name = "{PROVIDER}"
 kind = "openai"
 base_url = "{upstream_base_url}/v1"
+circuit_threshold = 1000
+
+[[providers]]
+name = "{CLAUDE_PROVIDER}"
+kind = "anthropic"
+base_url = "{upstream_base_url}/v1"
+api_key_env = "BENCH_UPSTREAM_KEY"
 circuit_threshold = 1000
 {models}"""
 

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 from bench.report import BACKING_SERVICES
-from bench.setup import EMBED_MODEL, FREE_MODEL, PAID_MODEL
+from bench.setup import CLAUDE_MODEL, EMBED_MODEL, FREE_MODEL, PAID_MODEL
 
 
 def _row(
@@ -133,6 +133,12 @@ def render(results: dict) -> str:
         ("responses_stored_1c", "Responses, bridged and stored (store: true), 1 connection",
          lambda p: _versus_chat(_latency(p, verdicts, (None, None)), verdicts,
                                 "responses_stored_vs_chat_added_p50_1c", "  added p50 - chat's", _beyond)),
+        ("messages_1c", f"Messages, translated ({FREE_MODEL}; direct: chat completions), 1 connection",
+         lambda p: _versus_chat(_latency(p, verdicts, (None, None)), verdicts,
+                                "messages_vs_chat_added_p50_1c", "  added p50 - chat's", _beyond)),
+        ("messages_native_1c", f"Messages, passed through ({CLAUDE_MODEL}; direct: /v1/messages), 1 connection",
+         lambda p: _versus_chat(_latency(p, verdicts, (None, None)), verdicts,
+                                "messages_native_vs_chat_added_p50_1c", "  added p50 - chat's", _beyond)),
         ("embed_1c", f"embeddings ({EMBED_MODEL}), 1 connection",
          lambda p: _versus_chat(_latency(p, verdicts, (None, None)), verdicts,
                                 "embed_vs_chat_added_p50_1c", "  added p50 / chat's", _share)),

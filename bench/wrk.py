@@ -22,7 +22,7 @@ wrk.method = "POST"
 wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {key}"
-
+{headers}
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write("BENCH requests=", summary.requests, " duration_us=", summary.duration, " bytes=", summary.bytes,
@@ -90,9 +90,13 @@ def wrk_version(binary: str) -> str:
     return f"wrk {found.group(0)}" if found else "wrk (unknown version)"
 
 
-def write_script(directory: Path, name: str, body: dict, key: str) -> Path:
+def write_script(
+    directory: Path, name: str, body: dict, key: str, headers: dict[str, str] | None = None
+) -> Path:
     path = directory / f"{name}.lua"
-    path.write_text(SCRIPT.format(body=json.dumps(body, separators=(",", ":")), key=key), encoding="utf-8")
+    more = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
+    text = SCRIPT.format(body=json.dumps(body, separators=(",", ":")), key=key, headers=more)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

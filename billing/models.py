@@ -124,8 +124,18 @@ class UsageRecord(models.Model):
     provider = models.ForeignKey(
         "proxy.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    prompt_tokens = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveIntegerField(
+        default=0, help_text="All input, cache reads and writes included"
+    )
     completion_tokens = models.PositiveIntegerField(default=0)
+    # Parts of prompt_tokens, as the upstream reported them (Anthropic's cache buckets; 0 where none came).
+    cache_read_tokens = models.PositiveIntegerField(default=0, db_default=0)
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Written for 5 minutes"
+    )
+    cache_write_1h_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Written for 1 hour"
+    )
     tokens_estimated = models.BooleanField(
         default=False, help_text="Counted locally: the upstream sent no usage"
     )

@@ -63,6 +63,10 @@ class Finished:
     created_at: datetime
     note: str = ""  # a billing.models.UsageNote
     endpoint: str = "chat.completions"  # a billing.models.Endpoint
+    # Parts of prompt_tokens: cache reads, and cache writes for 5 minutes and for 1 hour.
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
 
 def bare(item: Finished) -> Finished:
@@ -72,7 +76,8 @@ def bare(item: Finished) -> Finished:
         item, provider_id=None, error_code="", finish_reason="", ttft_ms=None, note="record_failed",
         prompt_tokens=min(max(item.prompt_tokens, 0), 2**31 - 1),
         completion_tokens=min(max(item.completion_tokens, 0), 2**31 - 1),
-        latency_ms=min(max(item.latency_ms, 0), 2**31 - 1),
+        latency_ms=min(max(item.latency_ms, 0), 2**31 - 1), cache_read_tokens=0, cache_write_tokens=0,
+        cache_write_1h_tokens=0,
     )  # fmt: skip
 
 
@@ -134,6 +139,8 @@ def _usage_row(f: Finished) -> dict:
         "latency_ms": f.latency_ms, "ttft_ms": f.ttft_ms, "streamed": f.streamed,
         "finish_reason": f.finish_reason, "client_disconnected": f.client_disconnected,
         "created_at": f.created_at, "note": f.note, "endpoint": f.endpoint,
+        "cache_read_tokens": f.cache_read_tokens, "cache_write_tokens": f.cache_write_tokens,
+        "cache_write_1h_tokens": f.cache_write_1h_tokens,
     }  # fmt: skip
 
 

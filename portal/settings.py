@@ -163,6 +163,13 @@ SETTLE_MAX_PENDING = env.int("SETTLE_MAX_PENDING", default=50_000)
 HOLD_TIMEOUT_SECONDS = env.int("HOLD_TIMEOUT_SECONDS", default=120)
 # Stored responses (the Responses API's store: true) are deleted this many days after they were made.
 RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
+# With Redis, a stored response is kept there before its answer goes out and written to the database in batches,
+# at most RESPONSES_FLUSH_SECONDS apart (see proxy/conversations/stored.py). Every process sweeps, every
+# RESPONSES_SWEEP_SECONDS, the responses pending longer than that (their process died) and writes them from their
+# Redis copies, which live RESPONSES_COPY_SECONDS (five minutes once written): long enough to outlast a crash.
+RESPONSES_FLUSH_SECONDS = env.float("RESPONSES_FLUSH_SECONDS", default=0.2)
+RESPONSES_SWEEP_SECONDS = env.float("RESPONSES_SWEEP_SECONDS", default=30.0)
+RESPONSES_COPY_SECONDS = env.int("RESPONSES_COPY_SECONDS", default=3600)
 
 # The Django cache holds the sign-in throttle's counters, so it must be shared by every process: Redis when there
 # is one, otherwise process memory (fine for the single process of `make run`).

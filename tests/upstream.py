@@ -1,11 +1,13 @@
-"""A real OpenAI-compatible HTTP server that plays the upstream LLM provider.
+"""A real OpenAI-compatible (and Anthropic-compatible) HTTP server that plays the upstream LLM provider.
 
 The test-suite points the gateway's providers at it, and the benchmark uses it as the "direct upstream"
 baseline, so it speaks real HTTP over a real socket and stays cheap per request.
 
 Endpoints, each also under any path prefix (``/{prefix}/v1/...``, see :meth:`FakeUpstream.url_for`):
 ``POST /v1/chat/completions``, ``POST /v1/completions`` (legacy), ``POST /v1/embeddings``,
-``POST /v1/responses``, ``GET /v1/models`` and ``GET /v1/models/{id}``.
+``POST /v1/responses``, ``GET /v1/models`` and ``GET /v1/models/{id}``; Anthropic's ``POST /v1/messages``
+and ``POST /v1/messages/count_tokens`` (tests/upstream_anthropic.py). Anthropic's SDK appends ``/v1/...`` to
+its base URL itself: give it ``url_for(prefix).removesuffix("/v1")``.
 
 Behaviour is chosen by the ``model`` field of the request body (the gateway forwards the provider's upstream
 model name there). Grammar: ``<base>[:<param>]``. The same behaviours apply to every POST endpoint; the
@@ -19,13 +21,16 @@ stream-only ones do nothing to embeddings, which never stream.
 ``no-usage``               success, but ``usage`` is never sent (not even with ``include_usage``; a Response
                            has no ``usage`` key, which the SDK reads as None: the spec allows no null there)
 ``float-only``             embeddings: always answer float arrays, even when ``base64`` is asked for
-``fail-NNN[:S]``           HTTP NNN with an OpenAI error body; ``Retry-After: S`` (``fail-429``: 1 by default)
+``fail-NNN[:S]``           HTTP NNN with an OpenAI (Messages: Anthropic) error body; ``Retry-After: S``
+                           (``fail-429``: 1 by default)
 ``hang``                   accept the request and never answer
 ``slow-first-byte:S``      wait S seconds before the response headers, then behave normally
 ``slow-stream[:S]``        streams wait S seconds (default 0.1) between chunks; at least 20 content words
                            (before ``max_tokens`` / ``max_output_tokens``; legacy completions default to 16)
 ``slow-first-token:S``     streams send their headers at once, then wait S seconds before the first event
 ``cut-after:N``            chat stream: headers + role chunk + N content chunks, then abort the TCP connection;
+                           messages stream: headers + the events before the first content_block_delta + N
+                           deltas, then abort;
                            legacy completion stream: headers + N chunks, then abort;
                            responses stream: headers + the events before the first text (or arguments)
                            delta + N events (N text deltas), then abort;
@@ -75,6 +80,55 @@ reasoning summary events (``reasoning_summary_part.added``, one ``reasoning_summ
 ``response.output_item.done``; last ``response.completed`` or ``response.incomplete`` with the whole Response;
 no ``[DONE]``.
 
+Messages (``POST /v1/messages``) speak Anthropic's API. Every request needs a key (``x-api-key``, or
+``Authorization: Bearer`` as the official SDK sends it; else 401 ``authentication_error`` "x-api-key header
+is required") and an ``anthropic-version`` header (else 400 "anthropic-version: header is required"); then
+a JSON body with a ``model`` string. The behaviour is played next, then the body is validated, each
+violation a 400 ``invalid_request_error`` with a pydantic-style message (``"max_tokens: Field required"``):
+``max_tokens`` an integer >= 1; ``messages`` a non-empty list of ``user``/``assistant`` messages, content a
+string or blocks with a ``type`` (``text`` needs ``text``; ``tool_use`` ``id``, ``name``, ``input``;
+``tool_result`` ``tool_use_id``), only a final assistant message may be empty, each ``tool_result`` must
+answer a ``tool_use`` of the message before and each ``tool_use`` be answered in the next message;
+``system`` a string or text blocks; ``tools`` with a ``name`` (custom tools an ``input_schema``);
+``tool_choice`` ``auto``/``any``/``tool`` (a known ``name``)/``none``; ``temperature`` and ``top_p`` in
+[0, 1], ``top_k`` >= 0, ``stop_sequences`` strings; ``thinking`` ``enabled`` (``budget_tokens`` >= 1024 and
+< ``max_tokens``), ``adaptive``, ``between_tools`` or ``disabled``; at most 4 ``cache_control`` markers
+(``{"type": "ephemeral", "ttl": "5m"|"1h"}``). Other fields (``metadata``, ``context_management``,
+``output_config``, ...) are ignored. Errors are ``{"type": "error", "error": {"type", "message"},
+"request_id"}`` with a ``request-id`` header; ``fail-NNN`` picks the type of the status (400
+invalid_request_error, 401 authentication_error, 402 billing_error, 403 permission_error, 404
+not_found_error, 413 request_too_large, 429 rate_limit_error, 500 api_error, 504 timeout_error, 529
+overloaded_error; other 4xx invalid_request_error, 5xx api_error). The answer is a Message (``msg_...``,
+``request-id`` header): with thinking (not ``disabled``) a ``thinking`` block ``"Thinking about how to
+answer."`` comes first (empty with ``display: "omitted"``; always a ``signature``); then, when custom tools
+are given, ``tool_choice`` is not ``none`` and the last user message holds no ``tool_result``, one
+``tool_use`` block (``toolu_...``, the first custom tool or the named one, input ``{}``, stop_reason
+``tool_use``); otherwise a text block: ``"You said: " + <the last user message's text blocks>`` or, when
+that message holds a ``tool_result``, ``"Tool said: " + <the last tool_result's text>``; ``long:N`` says
+``w1 ... wN``. The text ends after ``max_tokens`` minus the thinking words (stop_reason ``max_tokens``), or
+before the first word whose addition makes it contain a stop sequence (stop_reason ``stop_sequence``,
+``stop_sequence`` the one met first), else stop_reason ``end_turn``; no words, no text block. A stream is
+``event: <type>`` + ``data: <json>``: ``message_start`` (empty content, null stop_reason, the whole input
+usage, output_tokens ``min(1, final)``), per block ``content_block_start`` (the first one followed by a
+``ping``), its deltas (one ``text_delta`` or ``thinking_delta`` per word; thinking ends with a
+``signature_delta``; a tool's input in two ``input_json_delta``, ``{`` and ``}``), ``content_block_stop``;
+then ``message_delta`` (stop_reason, stop_sequence; usage: the input counts and output_tokens) and
+``message_stop``; no ``[DONE]``. ``no-usage``: Anthropic always sends usage, so every count is 0 (and the
+cache is not touched). ``POST /v1/messages/count_tokens`` validates the same fields but ``max_tokens`` and
+answers ``{"input_tokens": N}``, N the sum of a Message's three input buckets (``no-usage`` too), without
+touching the cache.
+
+Prompt caching: the prompt is a sequence of blocks in Anthropic's order: tools, system blocks, then each
+message's content blocks (string content is one text block). A ``cache_control`` marker on one of them (a
+top-level ``cache_control`` marks the last block) is a breakpoint: the prefix up to and including it is
+written to ``FakeUpstream.prompt_cache`` (keyed by a hash of the blocks without their markers, the path
+prefix and the model; never expires; emptied by ``clear()``). A request reads the longest prefix written
+before that ends at one of its breakpoints or at one of the 19 blocks before one:
+``cache_read_input_tokens``; the tokens from there to its last breakpoint are
+``cache_creation_input_tokens``, each stretch between breakpoints in the ttl bucket of the breakpoint that
+closes it (``cache_creation.ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``); ``input_tokens`` is
+the rest, after the last breakpoint. There is no minimum cacheable length.
+
 Embeddings take ``input`` in the same four forms (an empty string is rejected), ``dimensions`` (default 8)
 and ``encoding_format`` ``float`` (default) or ``base64`` (little-endian float32, as OpenAI sends). Vectors
 come from :func:`embedding_vector`: deterministic, unit length, float32-exact, so both encodings carry the
@@ -95,9 +149,15 @@ Token accounting is deterministic so billing tests can predict it (a "word" is a
   ``suffix`` once per prompt; completion_tokens is, summed over the prompts, the number of generated words
   (the echoed prompt not included) times ``max(n, best_of)``, as OpenAI bills ``best_of``;
 * embeddings: prompt_tokens = total_tokens = the words of each string item plus the length of each token
-  list.
+  list;
+* messages: the input is 3 + the words of the name and description for each tool (its schema is free),
+  the words of the system prompt, and for each message 3 + its blocks: a text block's words, a tool_use's
+  name and compact-JSON input words (2 for the calls this server makes), a tool_result's text words
+  (thinking, images, documents and others are free); a message's 3 belong to its first block. It is split
+  into input_tokens / cache_creation_input_tokens / cache_read_input_tokens as above. output_tokens is the
+  text's words (2 for a tool_use) plus 5 for a thinking block.
 
-Run in the foreground with ``python -m tests.upstream --port 9100`` (or ``python tests/upstream.py``).
+Run in the foreground with ``python -m tests.upstream --port 9100``.
 """
 
 from __future__ import annotations
@@ -117,7 +177,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -165,7 +225,8 @@ def _new_id(kind: str) -> str:
 
 @dataclass(slots=True)
 class RecordedRequest:
-    """One request as the upstream saw it. ``headers`` keys are lower-cased for predictable lookups."""
+    """One request as the upstream saw it. ``headers`` keys are lower-cased for predictable lookups;
+    ``query`` is the query string (``{"beta": "true"}``), the last value of a repeated key."""
 
     prefix: str
     path: str
@@ -173,6 +234,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     received_at: float
+    query: dict[str, str] = field(default_factory=dict)
 
     @property
     def model(self) -> str | None:
@@ -268,6 +330,7 @@ class Reply:
     request_id: str
     payload: bytes | list[bytes]
     lead: int = 1
+    id_header: str = "x-request-id"  # the response header that carries request_id
 
 
 # A planner turns (request body, behaviour, stream?) into a Reply, or raises InvalidRequest.
@@ -975,8 +1038,8 @@ def _number(value: Any, default: float) -> float:
 
 def response_settings(body: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
     """The request settings a Response echoes."""
-    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
-    text_param = body.get("text") if isinstance(body.get("text"), dict) else {}
+    reasoning: dict[str, Any] = body["reasoning"] if isinstance(body.get("reasoning"), dict) else {}
+    text_param: dict[str, Any] = body["text"] if isinstance(body.get("text"), dict) else {}
     settings: dict[str, Any] = {
         "background": False,
         "instructions": body.get("instructions"),
@@ -1222,6 +1285,12 @@ class FakeUpstream:
         # Responses this server made, for previous_response_id; kept across clear(), ids never repeat.
         self.stored_responses = ResponseStore(response_limit)
         self._plan_response: Planner = functools.partial(responses_reply, self.stored_responses)
+        # Imported here, not at the top: tests.upstream_anthropic builds on this module.
+        from tests import upstream_anthropic
+
+        self._messages_api = upstream_anthropic
+        # Prompt prefixes written by cache_control markers; forgotten by clear().
+        self.prompt_cache = upstream_anthropic.PromptCache()
         self._cond = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -1256,10 +1325,12 @@ class FakeUpstream:
             return list(self._disconnects)
 
     def clear(self) -> None:
-        """Forget recorded requests and disconnects (call between tests sharing one server)."""
+        """Forget recorded requests, disconnects and the prompt cache (call between tests sharing one
+        server)."""
         with self._cond:
             self._requests.clear()
             self._disconnects.clear()
+        self.prompt_cache.clear()
 
     def find(self, prefix: str | None = None, model: str | None = None) -> list[RecordedRequest]:
         wanted = None if prefix is None else prefix.strip("/")
@@ -1388,6 +1459,8 @@ class FakeUpstream:
             app.router.add_post(root + "/v1/completions", self._completions)
             app.router.add_post(root + "/v1/embeddings", self._embeddings)
             app.router.add_post(root + "/v1/responses", self._responses)
+            app.router.add_post(root + "/v1/messages", self._messages)
+            app.router.add_post(root + "/v1/messages/count_tokens", self._count_tokens)
         app.router.add_route("*", "/{tail:.*}", self._unknown_path)
         return app
 
@@ -1403,6 +1476,7 @@ class FakeUpstream:
             headers={k.lower(): v for k, v in request.headers.items()},
             json=body,
             received_at=time.monotonic(),
+            query=dict(request.query),
         )
         with self._cond:
             self._requests.append(record)
@@ -1481,14 +1555,38 @@ class FakeUpstream:
             return body
         return await self._serve(request, body, body["model"], bool(body.get("stream")), self._plan_response)
 
-    async def _read_json(self, request: web.Request) -> dict[str, Any] | web.Response:
-        """The body of a POST, recorded; or the 400 a real upstream gives a body without JSON or model."""
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        plan = functools.partial(
+            self._messages_api.messages_reply, self.prompt_cache, split_prefix(request.path)
+        )
+        return await self._anthropic(request, plan, streams=True)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        return await self._anthropic(request, self._messages_api.count_tokens_reply, streams=False)
+
+    async def _anthropic(self, request: web.Request, plan: Planner, streams: bool) -> web.StreamResponse:
+        """Serve an endpoint of Anthropic's Messages API: its headers checked, its errors in its shape."""
+        api = self._messages_api
+        body = await self._read_body(request)
+        refused = api.refusal(request.headers, body)
+        if refused is not None:
+            return api.error_response(*refused)
+        stream = streams and body.get("stream") is True
+        return await self._serve(request, body, body["model"], stream, plan, api.error_response)
+
+    async def _read_body(self, request: web.Request) -> Any:
+        """The JSON body of a POST (None when it is not JSON), recorded."""
         raw = await request.read()
         try:
             body = _loads(raw) if raw else None
         except ValueError:
             body = None
         self._record(request, body)
+        return body
+
+    async def _read_json(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The body of a POST, recorded; or the 400 a real upstream gives a body without JSON or model."""
+        body = await self._read_body(request)
         if not isinstance(body, dict):
             return error_response(400, "We could not parse the JSON body of your request.")
         model = body.get("model")
@@ -1503,14 +1601,16 @@ class FakeUpstream:
         return await self._serve(request, body, model, stream, chat_reply)
 
     async def _serve(
-        self, request: web.Request, body: dict[str, Any], model: str, stream: bool, plan: Planner
-    ) -> web.StreamResponse:
-        """Play the behaviour ``model`` names; on success send what ``plan`` makes of the request."""
+        self, request: web.Request, body: dict[str, Any], model: str, stream: bool, plan: Planner,
+        errors: Callable[..., web.Response] = error_response,
+    ) -> web.StreamResponse:  # fmt: skip
+        """Play the behaviour ``model`` names; on success send what ``plan`` makes of the request.
+        ``errors`` renders failures in the endpoint's dialect (OpenAI's by default)."""
         behaviour = parse_behaviour(model)
         status = behaviour.fail_status
         if status is not None:
             retry_after = behaviour.param or ("1" if status == 429 else None)
-            return error_response(status, retry_after=retry_after)
+            return errors(status, retry_after=retry_after)
         name = behaviour.name
         if name == "garbage":
             return web.Response(body=GARBAGE_BODY, content_type="application/json")
@@ -1526,7 +1626,7 @@ class FakeUpstream:
         try:
             reply = plan(body, behaviour, stream)
         except InvalidRequest as exc:
-            return error_response(400, str(exc), param=exc.param, code=exc.code)
+            return errors(400, str(exc), param=exc.param, code=exc.code)
         cut_after = behaviour.integer(3) if name == "cut-after" else None
         if isinstance(reply.payload, list):
             delay = behaviour.number(SLOW_STREAM_DELAY) if name == "slow-stream" else 0.0
@@ -1536,7 +1636,7 @@ class FakeUpstream:
             )
         if cut_after is not None:
             return await self._cut_body(request, reply.payload)
-        headers = {"x-request-id": reply.request_id}
+        headers = {reply.id_header: reply.request_id}
         return web.Response(body=reply.payload, content_type="application/json", headers=headers)
 
     async def _stream(
@@ -1607,4 +1707,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Serve from the importable module rather than this __main__ copy, so that tests.upstream_anthropic
+    # (which imports tests.upstream) and the server share one InvalidRequest class.
+    from tests.upstream import main as serve
+
+    serve()

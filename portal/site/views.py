@@ -78,6 +78,7 @@ def docs(request: HttpRequest) -> HttpResponse:
         hint = next((k for k in keys if str(k.pk) == wanted), None)
     context = {
         "base_url": api_base_url(),
+        "root_url": settings.PUBLIC_BASE_URL,  # Anthropic's SDKs add /v1 themselves
         "model": portal_selectors.model_example_get() or "deepseek-chat",
         "embedding_model": portal_selectors.model_example_get(mode="embedding"),
         "completion_model": portal_selectors.model_example_get(mode="completion"),

@@ -179,16 +179,23 @@ def _check_references(providers: list[dict], models: list[dict]) -> None:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise CatalogError(f"providers[{i}].name: '{name}' appears twice")
-    known = set(names) | set(Provider.objects.values_list("name", flat=True))
+    kinds = dict(Provider.objects.values_list("name", "kind")) | {p["name"]: p["kind"] for p in providers}
     seen: set[str] = set()
     for i, model in enumerate(models):
         if model["name"] in seen:
             raise CatalogError(f"models[{i}].id: '{model['name']}' appears twice")
         seen.add(model["name"])
         for j, route in enumerate(model["routes"]):
-            if route["provider"] not in known:
+            kind = kinds.get(route["provider"])
+            if kind is None:
                 raise CatalogError(
                     f"models[{i}].routes[{j}].provider: no provider named '{route['provider']}'"
+                )
+            # Anthropic's API has no embeddings or legacy completions: such a route could never answer.
+            if kind == Provider.Kind.ANTHROPIC and model["mode"] != Model.Mode.CHAT:
+                raise CatalogError(
+                    f"models[{i}].routes[{j}].provider: '{route['provider']}' speaks Anthropic's Messages API, "
+                    f"which serves only chat models, not {model['mode']} ones"
                 )
 
 

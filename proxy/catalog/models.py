@@ -11,10 +11,12 @@ PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 6, "validators": [M
 
 
 class Provider(models.Model):
-    """An OpenAI-compatible upstream, or the in-process demo. Its secret is encrypted or named by env var."""
+    """An upstream: OpenAI-compatible HTTP, Anthropic's Messages API, or the in-process demo. Its secret is
+    encrypted or named by env var."""
 
     class Kind(models.TextChoices):
         OPENAI = "openai", "OpenAI-compatible HTTP"
+        ANTHROPIC = "anthropic", "Anthropic Messages API ({base_url}/messages)"
         DEMO = "demo", "Demo (answers in-process)"
 
     name = models.SlugField(max_length=64, unique=True)

@@ -82,7 +82,10 @@ def provider_connection_test(*, provider: Provider, timeout: float = 10.0) -> Co
         return ConnectionCheck(True, "the demo provider answers in-process; there is nothing to connect to")
     url = provider.base_url.rstrip("/") + "/models"
     secret = provider_secret(encrypted=provider.api_key_encrypted, env_name=provider.api_key_env)
-    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    if provider.kind == Provider.Kind.ANTHROPIC:  # Anthropic's Models API, with its own headers
+        headers = {"anthropic-version": "2023-06-01", **({"x-api-key": secret} if secret else {})}
+    else:
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     with requests.Session() as session:
         session.trust_env = False
         try:
@@ -107,5 +110,5 @@ def _connection_verdict(url: str, response: requests.Response, *, has_secret: bo
     try:
         count = len(response.json()["data"])
     except (ValueError, KeyError, TypeError):
-        return ConnectionCheck(False, f"{url}: HTTP 200, but not an OpenAI-style model list")
+        return ConnectionCheck(False, f"{url}: HTTP 200, but not a model list")
     return ConnectionCheck(True, f"{url}: HTTP 200, {count} models listed")

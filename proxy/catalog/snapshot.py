@@ -5,6 +5,7 @@ Rebuilt from the database whenever the catalog changes (proxy/gateway/catalog_ca
 
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -58,6 +59,11 @@ class ModelInfo:
             "mode": self.mode,
         }  # fmt: skip
 
+    def anthropic(self) -> dict:
+        """The model as Anthropic's Models API lists it (the catalog has no display name of its own)."""
+        created = datetime.fromtimestamp(self.created, UTC).isoformat().replace("+00:00", "Z")
+        return {"type": "model", "id": self.name, "display_name": self.name, "created_at": created}
+
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
@@ -66,6 +72,14 @@ class Catalog:
 
     def listing(self, allowed: frozenset[str] | None) -> list[dict]:
         return [m.openai() for name, m in self.models.items() if allowed is None or name in allowed]
+
+    def anthropic_listing(self, allowed: frozenset[str] | None) -> list[dict]:
+        """The chat models, as Anthropic's Models API lists them: an Anthropic client can call nothing else."""
+        return [
+            m.anthropic()
+            for name, m in self.models.items()
+            if m.mode == "chat" and (allowed is None or name in allowed)
+        ]
 
 
 def provider_secret(*, encrypted: str, env_name: str) -> str | None:

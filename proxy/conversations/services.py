@@ -1,9 +1,12 @@
 """Stored responses: kept, read, continued and deleted, always within the account that made them. Sync (the
-gateway runs these on its database pool)."""
+gateway runs these on its database pool), but for the walk along a conversation, which takes its reads as an
+async function: the gateway reads each turn from Redis first (proxy/conversations/stored.py)."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from proxy.conversations.models import StoredResponse
@@ -11,18 +14,24 @@ from proxy.conversations.models import StoredResponse
 MAX_TURNS = 200  # how far back previous_response_id is followed: far more than any client sends
 
 
-def response_store(
-    *, response_id: str, account_id: int, key_id: int | None, previous_id: str, input_items: list[dict],
-    response: dict, provider_id: int | None = None, request_id: uuid.UUID | None = None,
-) -> None:  # fmt: skip
-    StoredResponse.objects.create(
-        id=response_id, account_id=account_id, key_id=key_id, previous_id=previous_id, input_items=input_items,
-        response=response, provider_id=provider_id, request_id=request_id,
-    )  # fmt: skip
+def response_store(row: StoredResponse) -> None:
+    row.save(force_insert=True)
+
+
+def responses_remove(*, gone: list[tuple[int, str]]) -> int:
+    """Delete responses by (account id, response id): those deleted while their write was on its way."""
+    if not gone:
+        return 0
+    match = Q()
+    for account_id, response_id in gone:
+        match |= Q(account_id=account_id, pk=response_id)
+    deleted, _ = StoredResponse.objects.filter(match).delete()
+    return deleted
 
 
 def response_of_request(*, account_id: int, request_id: uuid.UUID) -> StoredResponse | None:
-    """The stored response a request made, if it made one that is still kept."""
+    """The stored response a request made, if it made one that is still kept. The database only: one kept in
+    the last flush interval (proxy/conversations/stored.py) may not be there yet."""
     return StoredResponse.objects.filter(account_id=account_id, request_id=request_id).first()
 
 
@@ -35,14 +44,16 @@ def response_delete(*, account_id: int, response_id: str) -> bool:
     return bool(deleted)
 
 
-def conversation(*, account_id: int, response_id: str) -> tuple[list[dict], int | None] | None:
+async def conversation(
+    *, response_id: str, read: Callable[[str], Awaitable[StoredResponse | None]]
+) -> tuple[list[dict], int | None] | None:
     """Every item of the conversation up to and including this response, oldest first (each turn's input
-    items, then its output), and the provider that made the response itself, if one did. None when the
-    account has no such response."""
+    items, then its output), and the provider that made the response itself, if one did. None when there is
+    no such response. ``read`` reads one response by id, within the caller's account."""
     turns: list[StoredResponse] = []
     wanted = response_id
     while wanted and len(turns) < MAX_TURNS:
-        turn = response_get(account_id=account_id, response_id=wanted)
+        turn = await read(wanted)
         if turn is None:
             break  # an older turn was deleted: what is left still reads
         turns.append(turn)

@@ -1,6 +1,7 @@
 """The lean ASGI application behind ``/v1``: routing, body reading and response writing, nothing else.
 
-The work itself is in proxy/gateway/pipeline.py. Every failure becomes an OpenAI-shaped error here. The
+The work itself is in proxy/gateway/pipeline.py. Every failure becomes an error here, in the client's dialect
+(OpenAI's shape, or Anthropic's on /v1/messages). The
 process's runtime (proxy/gateway/runtime.py) is built by the lifespan and reaches each request in its scope.
 """
 
@@ -37,10 +38,17 @@ async def app(scope: dict, receive, send) -> None:
 async def _route(rt: Runtime, req: Incoming, path: str, method: str) -> None:
     endpoint = ENDPOINTS.get(path)
     if endpoint is not None:
+        req.anthropic = endpoint.anthropic
         if method != "POST":
             raise errors.method_not_allowed(method, path)
         req.body = await read_body(req.receive, req.scope, settings.MAX_BODY_BYTES)
         await pipeline.serve(rt, req, endpoint)
+    elif path == "/v1/messages/count_tokens":
+        req.anthropic = True
+        if method != "POST":
+            raise errors.method_not_allowed(method, path)
+        req.body = await read_body(req.receive, req.scope, settings.MAX_BODY_BYTES)
+        await pipeline.count_tokens(rt, req)
     elif path == "/v1/models":
         _only_get(method, path)
         await pipeline.list_models(rt, req)

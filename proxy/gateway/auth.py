@@ -128,7 +128,7 @@ def key_hash_from_header(authorization: str | None) -> str:
     token = keys.bearer_token(authorization)
     if token is None:
         raise errors.invalid_api_key(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer sk-...'."
+            "You didn't provide an API key. Send it as 'Authorization: Bearer sk-...' (or as 'x-api-key')."
         )
     if not keys.key_is_well_formed(token):
         raise errors.invalid_api_key()

@@ -71,5 +71,5 @@ class CatalogCache:
     def resolve_now(self, name: str, allowed: frozenset[str] | None) -> ModelInfo:
         return resolve(self.snapshot, name, allowed)
 
-    def listing(self, allowed: frozenset[str] | None) -> list[dict]:
-        return self.snapshot.listing(allowed)
+    def listing(self, allowed: frozenset[str] | None, *, anthropic: bool = False) -> list[dict]:
+        return self.snapshot.anthropic_listing(allowed) if anthropic else self.snapshot.listing(allowed)

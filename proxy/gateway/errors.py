@@ -1,7 +1,9 @@
-"""The closed set of /v1 errors and their one renderer, in OpenAI's shape.
+"""The closed set of /v1 errors and their two renderers: OpenAI's shape, and Anthropic's for /v1/messages.
 
 Every failure on the hot path raises one of these; ``app.py`` turns it into
-``{"error": {"message", "type", "param", "code"}}`` with the status from DESIGN.md's error table.
+``{"error": {"message", "type", "param", "code"}}`` with the status from DESIGN.md's error table, or, for a
+client of Anthropic's Messages API, into ``{"type": "error", "error": {"type", "message"}, "request_id"}``
+with Anthropic's status and type for the same failure (``anthropic_status``).
 """
 
 from dataclasses import dataclass, field
@@ -17,12 +19,47 @@ class ApiError(Exception):
     message: str
     param: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    anthropic_type: str = ""  # the type an Anthropic-style upstream gave, passed on to Anthropic clients
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def render(self) -> bytes:
         return orjson.dumps(self.body())
+
+    def anthropic_status(self) -> tuple[int, str]:
+        """The status and error type an Anthropic client gets for this failure. An error an Anthropic-style
+        upstream gave keeps its own type; ours map by status. Anthropic answers overload with 529, which its
+        SDKs retry like a 503."""
+        if self.anthropic_type:
+            return self.status, self.anthropic_type
+        status = 529 if self.status == 503 else self.status
+        return status, ANTHROPIC_TYPES.get(status) or (
+            "api_error" if status >= 500 else "invalid_request_error"
+        )
+
+    def anthropic_body(self, request_id: str) -> dict:
+        return {
+            "type": "error",
+            "error": {"type": self.anthropic_status()[1], "message": self.message},
+            "request_id": request_id,
+        }
+
+
+# Anthropic's error types by status (its API's error reference).
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 
 def invalid_request(message: str, *, param: str | None = None, code: str | None = None) -> ApiError:

@@ -25,6 +25,7 @@ class Incoming:
     upstream_time: float = 0.0  # seconds spent waiting on the upstream, excluded from Server-Timing
     response_started: bool = False
     finished: bool = False  # the handler is done; a disconnect from now on is the normal end
+    anthropic: bool = False  # a client of Anthropic's Messages API: its errors come in Anthropic's shape
 
     def query(self) -> dict[str, str]:
         """The query string's parameters, the last of each name."""
@@ -38,11 +39,24 @@ class Incoming:
 
     def common_headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (time.perf_counter() - self.started - self.upstream_time) * 1000
-        return [
-            (b"x-request-id", str(self.request_id).encode()),
+        request_id = str(self.request_id).encode()
+        headers = [
+            (b"x-request-id", request_id),
             (b"server-timing", b"gateway;dur=%.2f" % overhead),
             *self.headers_out,
         ]
+        if self.anthropic:  # Anthropic's SDKs read the id from its own header
+            headers.append((b"request-id", request_id))
+        return headers
+
+    def credentials(self) -> str | None:
+        """The key as ``Bearer <key>``: from ``Authorization``, or from Anthropic's ``x-api-key`` header."""
+        authorization = self.header(b"authorization")
+        if authorization is None:
+            api_key = self.header(b"x-api-key")
+            if api_key is not None:
+                return f"Bearer {api_key}"
+        return authorization
 
 
 DRAIN_LIMIT = 16 * 1024 * 1024  # how much of a refused body is read (and dropped) so the client sees the 413
@@ -86,7 +100,11 @@ async def send_error(req: Incoming, err: errors.ApiError) -> None:
     if req.response_started:
         return  # too late for a status; a stream reports its own errors in-band
     extra = [(k.encode(), v.encode()) for k, v in err.headers.items()]
-    await send_json(req, err.status, err.render(), extra)
+    if req.anthropic:
+        status = err.anthropic_status()[0]
+        await send_json(req, status, dumps(err.anthropic_body(str(req.request_id))), extra)
+    else:
+        await send_json(req, err.status, err.render(), extra)
 
 
 def dumps(obj) -> bytes:

@@ -9,6 +9,7 @@ import logging
 import time
 from functools import partial
 
+import orjson
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
@@ -16,16 +17,20 @@ from redis.exceptions import RedisError
 from billing.api_selectors import key_summary
 from billing.credits import Reservation, worst_case
 from portal.accounts.limits import LimiterUnavailable, Quota
+from portal.accounts.redispipe import RedisUnavailable
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
-from proxy.conversations.services import items_page, response_delete, response_get
-from proxy.gateway import admission, errors, settlement, spend, streaming
+from proxy.conversations.services import items_page
+from proxy.gateway import admission, errors, settlement, spend, streaming, tokens
 from proxy.gateway.auth import KeyInfo
 from proxy.gateway.db import run_db
-from proxy.gateway.endpoints.base import Endpoint, Request
+from proxy.gateway.endpoints.base import ANTHROPIC, Endpoint, Request, route_style
+from proxy.gateway.endpoints.messages import MESSAGES
 from proxy.gateway.http import Incoming, dumps, send_json
 from proxy.gateway.runtime import Runtime
+from proxy.gateway.schemas.anthropic import checked_messages_body
 from proxy.gateway.spend import SpendClaim
 from proxy.gateway.streaming import Lines, Tally
+from proxy.gateway.translate.messages import chat_body_from_messages
 from proxy.gateway.upstream import UPSTREAM_FAULTS, UpstreamFailure, first_answer, open_route
 
 log = logging.getLogger("proxy")
@@ -40,9 +45,10 @@ ENDPOINT_OF_MODE = {
 
 async def serve(rt: Runtime, req: Incoming, endpoint: Endpoint) -> None:
     request = endpoint.parse(req.body)  # 400 with `param` on any violation
-    key_hash, key = await rt.keys.authenticate(req.header(b"authorization"))  # 401 / 403
+    key_hash, key = await rt.keys.authenticate(req.credentials())  # 401 / 403
     model = await rt.catalog.resolve(request.model, key.allowed_models)  # 404 / 403 before anything counts
     _check_serves(model, endpoint)  # 404 for a model of another endpoint
+    request.output_limit = endpoint.max_output(request, model)
     if endpoint.prepare is not None:
         await endpoint.prepare(rt, req, key, request)  # the endpoint's own reads (an earlier turn, say): 400
     _check_context(endpoint, model, request, len(req.body))  # 400 context_length_exceeded
@@ -158,7 +164,7 @@ async def _relay_plain(
     async def attempt(route: RouteInfo):
         upstream = endpoint.upstream_for(route)
         response = await open_route(
-            rt.session, route, upstream.path, upstream.body(request, route, False), False
+            rt.session, route, upstream.path, upstream.body(request, route, False), False, req
         )
         try:
             async with asyncio.timeout(route.provider.idle_timeout):
@@ -189,7 +195,7 @@ async def _relay_stream(
     async def attempt(route: RouteInfo):
         upstream = endpoint.upstream_for(route)
         response = await open_route(
-            rt.session, route, upstream.path, upstream.body(request, route, True), True
+            rt.session, route, upstream.path, upstream.body(request, route, True), True, req
         )
         lines = Lines(response, route.provider.first_byte_timeout, route.provider.idle_timeout)
         try:
@@ -215,14 +221,30 @@ async def _relay_stream(
 
 
 async def list_models(rt: Runtime, req: Incoming) -> None:
+    """The catalog, in Anthropic's list shape for a client that sends ``anthropic-version`` (every entry at
+    once: ``has_more`` is false, and the paging parameters have nothing more to page)."""
+    anthropic = _anthropic_client(req)
     key = await _caller(rt, req)
+    if anthropic:
+        data = rt.catalog.listing(key.allowed_models, anthropic=True)
+        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+        page = {"data": data, "has_more": False, "first_id": first, "last_id": last}
+        await send_json(req, 200, dumps(page))
+        return
     await send_json(req, 200, dumps({"object": "list", "data": rt.catalog.listing(key.allowed_models)}))
 
 
 async def retrieve_model(rt: Runtime, req: Incoming, model_id: str) -> None:
+    anthropic = _anthropic_client(req)
     key = await _caller(rt, req)
     model = await rt.catalog.resolve(model_id, key.allowed_models)
-    await send_json(req, 200, dumps(model.openai()))
+    await send_json(req, 200, dumps(model.anthropic() if anthropic else model.openai()))
+
+
+def _anthropic_client(req: Incoming) -> bool:
+    """An Anthropic SDK sends its API version with every request; its errors then come in its shape too."""
+    req.anthropic = req.header(b"anthropic-version") is not None
+    return req.anthropic
 
 
 async def key_self(rt: Runtime, req: Incoming) -> None:
@@ -233,8 +255,46 @@ async def key_self(rt: Runtime, req: Incoming) -> None:
 
 
 async def _caller(rt: Runtime, req: Incoming) -> KeyInfo:
-    key_hash, key = await rt.keys.authenticate(req.header(b"authorization"))
+    key_hash, key = await rt.keys.authenticate(req.credentials())
     return await admission.peek(rt, req, key_hash, key)
+
+
+async def count_tokens(rt: Runtime, req: Incoming) -> None:
+    """``POST /v1/messages/count_tokens``: a valid key, but no request against its limits (Claude clients
+    call it often). The model's first route answers it when it speaks Anthropic's API; otherwise, or when
+    that upstream fails, the input is counted here. A request the upstream refuses is the client's to see."""
+    body = checked_messages_body(req.body, counting=True)
+    key = await _caller(rt, req)
+    model = await rt.catalog.resolve(body["model"], key.allowed_models)
+    _check_serves(model, MESSAGES)
+    route = next((r for r in model.routes if not rt.circuits.is_open(r.provider)), None)
+    if route is not None and route_style(route) == ANTHROPIC:
+        counted = await _count_upstream(rt, req, route, body)
+        if counted is not None:
+            await send_json(req, 200, dumps(counted))
+            return
+    local = tokens.count_messages(chat_body_from_messages(body).get("messages") or [])
+    await send_json(req, 200, dumps({"input_tokens": local}))
+
+
+async def _count_upstream(rt: Runtime, req: Incoming, route: RouteInfo, body: dict) -> dict | None:
+    payload = dumps({**body, "model": route.upstream_model})
+    try:
+        response = await open_route(rt.session, route, "/messages/count_tokens", payload, False, req)
+        try:
+            async with asyncio.timeout(route.provider.idle_timeout):
+                answer = orjson.loads(await response.read())
+        finally:
+            response.release()
+    except UpstreamFailure as failure:
+        if failure.client_error is not None:
+            raise failure.client_error from None
+        return None
+    except UPSTREAM_FAULTS:
+        return None
+    if not isinstance(answer, dict) or type(answer.get("input_tokens")) is not int:
+        return None
+    return answer
 
 
 # --- stored responses: they carry the limit headers and count nothing ----------------------------------------
@@ -242,7 +302,7 @@ async def _caller(rt: Runtime, req: Incoming) -> KeyInfo:
 
 async def response_retrieve(rt: Runtime, req: Incoming, response_id: str) -> None:
     key = await _caller(rt, req)
-    stored = await run_db(response_get, account_id=key.account_id, response_id=response_id)
+    stored = await rt.responses.get(key.account_id, response_id)  # Redis first: it may not be written yet
     if stored is None:
         raise errors.response_not_found(response_id)
     await send_json(req, 200, dumps(stored.response))
@@ -250,7 +310,11 @@ async def response_retrieve(rt: Runtime, req: Incoming, response_id: str) -> Non
 
 async def response_remove(rt: Runtime, req: Incoming, response_id: str) -> None:
     key = await _caller(rt, req)
-    if not await run_db(response_delete, account_id=key.account_id, response_id=response_id):
+    try:
+        deleted = await rt.responses.delete(key.account_id, response_id)
+    except RedisUnavailable:  # without its tombstone, a write on its way could bring the response back
+        raise errors.service_unavailable("The response could not be deleted. Please retry.") from None
+    if not deleted:
         raise errors.response_not_found(response_id)
     await send_json(req, 200, dumps({"id": response_id, "object": "response", "deleted": True}))
 
@@ -259,7 +323,7 @@ async def response_input_items(rt: Runtime, req: Incoming, response_id: str) -> 
     """A stored response's input items, a page at a time (``limit``, ``order``, ``after``), as OpenAI lists
     them: this turn's input, newest first unless ``order=asc``."""
     key = await _caller(rt, req)
-    stored = await run_db(response_get, account_id=key.account_id, response_id=response_id)
+    stored = await rt.responses.get(key.account_id, response_id)
     if stored is None:
         raise errors.response_not_found(response_id)
     await send_json(req, 200, dumps(items_page(stored.input_items, req.query())))

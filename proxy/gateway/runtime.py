@@ -15,7 +15,8 @@ from django.conf import settings
 
 from billing.credits import Credits
 from billing.settlement import Settler
-from portal.accounts.limits import Limiter, make_limiter
+from portal.accounts.limits import Limiter, RedisLimiter, make_limiter
+from proxy.conversations.stored import StoredResponses
 from proxy.gateway import tokens
 from proxy.gateway.auth import Keys
 from proxy.gateway.catalog_cache import CatalogCache
@@ -34,6 +35,7 @@ class Runtime:
     circuits: Circuits
     credits: Credits
     settler: Settler
+    responses: StoredResponses
     session: aiohttp.ClientSession
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -49,11 +51,22 @@ async def runtime_start() -> Runtime:
     await catalog.start()
     rt = Runtime(
         name=name, limiter=limiter, keys=Keys(ttl), catalog=catalog, circuits=Circuits(), credits=credits,
-        settler=Settler(run_db, settings.SETTLE_FLUSH_SECONDS, credits), session=_session(),
+        settler=Settler(run_db, settings.SETTLE_FLUSH_SECONDS, credits), responses=_responses(limiter),
+        session=_session(),
     )  # fmt: skip
     rt.tasks.append(asyncio.create_task(catalog.watch(), name="catalog-watch"))
     rt.settler.start()
+    rt.responses.start()
     return rt
+
+
+def _responses(limiter: Limiter) -> StoredResponses:
+    # Stored responses go to Redis first only when every process shares it (the limiter's connection).
+    redis = limiter.redis if isinstance(limiter, RedisLimiter) else None
+    return StoredResponses(
+        run_db, redis, flush_every=settings.RESPONSES_FLUSH_SECONDS, sweep_every=settings.RESPONSES_SWEEP_SECONDS,
+        copy_seconds=settings.RESPONSES_COPY_SECONDS,
+    )  # fmt: skip
 
 
 def _session() -> aiohttp.ClientSession:
@@ -67,7 +80,9 @@ def _session() -> aiohttp.ClientSession:
 
 
 async def runtime_stop(rt: Runtime) -> None:
-    """Record everything and return every hold before the process exits (the settler's final flush)."""
+    """Record everything and return every hold before the process exits (the settler's final flush), with
+    the stored responses written first (they need Redis and the database, both still open)."""
+    await rt.responses.stop()
     await rt.settler.stop()
     for task in rt.tasks:
         task.cancel()

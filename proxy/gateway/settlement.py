@@ -132,7 +132,16 @@ def _record(
         latency_ms=_elapsed_ms(started), ttft_ms=ttft, streamed=request.stream,
         finish_reason=clean_text(tally.finish_reason, 32), client_disconnected=tally.client_disconnected,
         created_at=timezone.now(), note=note, endpoint=endpoint.name,
+        **(_cache_counts(tally, prompt) if produced and not estimated else {}),
     )  # fmt: skip
+
+
+def _cache_counts(tally: Tally, prompt: int) -> dict[str, int]:
+    """The cache buckets of a reported usage, each within the prompt it is a part of."""
+    read = min(max(tally.cache_read_tokens, 0), prompt)
+    write = min(max(tally.cache_write_tokens, 0), prompt - read)
+    write_1h = min(max(tally.cache_write_1h_tokens, 0), prompt - read - write)
+    return {"cache_read_tokens": read, "cache_write_tokens": write, "cache_write_1h_tokens": write_1h}
 
 
 def _charge(request_id, model: ModelInfo, prompt: int, completion: int, reservation: Reservation):

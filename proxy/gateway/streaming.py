@@ -31,8 +31,12 @@ SSE_HEADERS = [
 class Tally:
     """What one request produced, as far as the gateway saw it."""
 
-    prompt_tokens: int | None = None
+    prompt_tokens: int | None = None  # all of the input, cached or not
     completion_tokens: int | None = None
+    # Parts of prompt_tokens an upstream reported: cache reads, and cache writes for 5 minutes and 1 hour.
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     finish_reason: str = ""
     pieces: list[str] = field(default_factory=list)  # content seen, for a local count when usage is missing
     first_token_at: float | None = None
@@ -143,6 +147,7 @@ class ChatChunks:
     failure as one error event; and ``[DONE]``."""
 
     finished = False  # a chat stream ends with [DONE]
+    keepalive = KEEPALIVE
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
@@ -165,6 +170,7 @@ class ChatChunks:
 
 class StreamWriter(Protocol):
     finished: bool  # the stream has said all it will: its end needs no [DONE]
+    keepalive: bytes  # what keeps the client's connection alive while the upstream is silent
 
     def start(self) -> bytes: ...
     async def chunk(self, raw: bytes, chunk: dict, tally: Tally) -> bytes: ...
@@ -196,7 +202,7 @@ async def relay_stream(
     await _write(req, writer.start())
     try:
         if first is None:
-            first = await _wait_first(req, lines, keepalive_every)
+            first = await _wait_first(req, lines, keepalive_every, writer.keepalive)
         await _forward(req, first, tally, writer)
         while True:
             line = await lines.next(lines.idle_timeout)
@@ -228,10 +234,13 @@ async def _write(req: Incoming, data: bytes) -> None:
         await req.send({"type": "http.response.body", "body": data, "more_body": True})
 
 
-async def _wait_first(req: Incoming, lines: Lines, keepalive_every: float) -> tuple[bytes, dict]:
-    """Keep the client's connection alive with SSE comments until the first event or the first-byte limit."""
+async def _wait_first(
+    req: Incoming, lines: Lines, keepalive_every: float, keepalive: bytes
+) -> tuple[bytes, dict]:
+    """Keep the client's connection alive (SSE comments, or the client dialect's own ping) until the first
+    event or the first-byte limit."""
     while True:
-        await req.send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+        await req.send({"type": "http.response.body", "body": keepalive, "more_body": True})
         event = await first_event(lines, keepalive_every)
         if event is not None:
             return event

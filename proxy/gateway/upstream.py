@@ -19,6 +19,7 @@ from portal.logs import redact
 from proxy.catalog.snapshot import ModelInfo, ProviderInfo, RouteInfo
 from proxy.gateway import demo, errors
 from proxy.gateway.circuits import Circuits
+from proxy.gateway.http import Incoming
 
 T = TypeVar("T")
 
@@ -59,6 +60,35 @@ def _headers(secret: str | None) -> dict[str, str]:
     return headers
 
 
+ANTHROPIC_VERSION = "2023-06-01"  # sent when the client named none: the version Anthropic's docs use
+
+
+@lru_cache(maxsize=256)
+def _anthropic_headers(secret: str | None, version: str | None, beta: str | None) -> dict[str, str]:
+    """An Anthropic-style upstream's headers: its key as ``x-api-key``, and the client's API version and beta
+    features, so a Claude client gets the behaviour it asked for."""
+    headers = {
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+        "anthropic-version": version or ANTHROPIC_VERSION,
+    }  # fmt: skip
+    if secret:
+        headers["x-api-key"] = secret
+    if beta:
+        headers["anthropic-beta"] = beta
+    return headers
+
+
+def _request_headers(provider: ProviderInfo, client: Incoming | None) -> tuple[str, dict[str, str]]:
+    """The query and headers of a call to ``provider`` on behalf of ``client``."""
+    if provider.kind != "anthropic":
+        return "", _headers(provider.secret)
+    if client is None:
+        return "", _anthropic_headers(provider.secret, None, None)
+    version, beta = client.header(b"anthropic-version"), client.header(b"anthropic-beta")
+    query = "?beta=true" if client.query().get("beta") == "true" else ""
+    return query, _anthropic_headers(provider.secret, version, beta)
+
+
 @lru_cache(maxsize=256)
 def _timeout(connect: float) -> aiohttp.ClientTimeout:
     # Only the connect phase is aiohttp's; the first byte and idle gaps are timed by the relay itself.
@@ -66,17 +96,20 @@ def _timeout(connect: float) -> aiohttp.ClientTimeout:
 
 
 async def open_route(
-    session: aiohttp.ClientSession, route: RouteInfo, path: str, payload: bytes, stream: bool
-) -> aiohttp.ClientResponse | demo.DemoResponse:
+    session: aiohttp.ClientSession, route: RouteInfo, path: str, payload: bytes, stream: bool,
+    client: Incoming | None = None,
+) -> aiohttp.ClientResponse | demo.DemoResponse:  # fmt: skip
     """Send the request to ``path`` under the provider's base URL and wait for the response headers (the
-    first byte), within the provider's timeouts."""
+    first byte), within the provider's timeouts. ``client`` is the request it is made for: an Anthropic-style
+    upstream gets its API version and beta headers."""
     provider = route.provider
     if provider.kind == "demo":
         return demo.respond(path, orjson.loads(payload), stream)
+    query, headers = _request_headers(provider, client)
     try:
         async with asyncio.timeout(provider.connect_timeout + provider.first_byte_timeout):
             response = await session.post(
-                f"{provider.base_url}{path}", data=payload, headers=_headers(provider.secret),
+                f"{provider.base_url}{path}{query}", data=payload, headers=headers,
                 timeout=_timeout(provider.connect_timeout), allow_redirects=False,
             )  # fmt: skip
     except TimeoutError:
@@ -100,12 +133,13 @@ async def _refusal(response: aiohttp.ClientResponse, provider: ProviderInfo) -> 
         async with asyncio.timeout(5):
             error = orjson.loads(await response.read()).get("error") or {}
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return UpstreamFailure(
-                "status", status, errors.ApiError(
-                    status, str(error.get("type") or "invalid_request_error"), _clean(error.get("code")),
-                    _scrub(error["message"], provider), _clean(error.get("param")),
-                ),
+            refused = errors.ApiError(
+                status, str(error.get("type") or "invalid_request_error"), _clean(error.get("code")),
+                _scrub(error["message"], provider), _clean(error.get("param")),
             )  # fmt: skip
+            if provider.kind == "anthropic":  # its own error type, for a Claude client to see unchanged
+                refused.anthropic_type = _clean(error.get("type")) or ""
+            return UpstreamFailure("status", status, refused)
     return UpstreamFailure("status", status, errors.ApiError(status, "invalid_request_error", None,
                                                              "The upstream provider refused the request."))  # fmt: skip
 

@@ -36,7 +36,8 @@ def test_the_docs_cover_the_whole_api_with_the_public_base_url(settings, models)
     settings.PUBLIC_BASE_URL = "https://api.example.test"
     body = Client().get("/docs").content.decode()
     for topic in ["Authentication", "List models", "Chat completions", "Streaming", "Errors", "Rate limits",
-                  "Python (OpenAI SDK)", "Python, streaming", "JavaScript (Node.js)", "curl"]:  # fmt: skip
+                  "Python (OpenAI SDK)", "Python, streaming", "JavaScript (Node.js)", "curl",
+                  "Claude clients (Messages)", "Claude Code", "Python (Anthropic SDK)"]:  # fmt: skip
         assert topic in body, topic
     for status in ["400", "401", "402", "403", "404", "413", "429", "500", "502", "503", "504"]:
         assert f"<strong>{status}</strong>" in body, status
@@ -48,8 +49,9 @@ def test_the_docs_cover_the_whole_api_with_the_public_base_url(settings, models)
     examples = re.findall(r"<pre id=\"ex-[a-z-]+\"><code>(.*?)</code></pre>", body, re.S)
     assert len(examples) >= 10
     urls = set(re.findall(r"https?://[^\s\"'\\]+", " ".join(examples)))
-    assert urls == {"https://api.example.test/v1", "https://api.example.test/v1/chat/completions",
-                    "https://api.example.test/v1/models"}  # fmt: skip
+    assert urls == {"https://api.example.test", "https://api.example.test/v1",
+                    "https://api.example.test/v1/chat/completions",
+                    "https://api.example.test/v1/models"}  # fmt: skip (the root is the Anthropic SDK's)
     assert "sk-your-api-key" in body
 
 

@@ -15,3 +15,32 @@ def funded(make_user, make_key):
     user = make_user()
     credits_grant(account=account_for(user=user), amount=Decimal(10), reason="test funds", actor=None)
     return make_key(owner=user, **HIGH_LIMITS)[1]
+
+
+@pytest.fixture(scope="module")
+def anthropic_routes(live_database, upstream, tmp_path_factory) -> dict[str, str]:
+    """Models on an Anthropic-style provider, by behaviour; ``mixed`` fails there and has an OpenAI-style
+    route second."""
+    from proxy.catalog.importer import catalog_import
+    from tests.conftest import unique, write_catalog
+
+    native, chat_only = unique("claude"), unique("claude-chat")
+    providers = [
+        {"name": native, "kind": "anthropic", "base_url": upstream.url_for(native),
+         "api_key_env": "TEST_UPSTREAM_KEY", "first_byte_timeout": 3.0, "idle_timeout": 3.0,
+         "circuit_threshold": 1000},
+        {"name": chat_only, "base_url": upstream.url_for(chat_only), "api_key_env": "TEST_UPSTREAM_KEY"},
+    ]  # fmt: skip
+    behaviours = ("echo", "cut-after:2", "fail-500", "slow-first-token:1.2")
+    names = {b: unique(f"cl-{b.replace(':', '-').replace('.', '-')}") for b in behaviours}
+    models = [
+        {"id": names[b], "owned_by": "anthropic", "routes": [{"provider": native, "upstream_model": b}]}
+        for b in behaviours
+    ]
+    names["mixed"] = unique("cl-mixed")
+    models.append({"id": names["mixed"], "owned_by": "anthropic", "routes": [
+        {"provider": native, "upstream_model": "fail-500", "priority": 1},
+        {"provider": chat_only, "upstream_model": "echo", "priority": 2},
+    ]})  # fmt: skip
+    catalog_import(path=write_catalog(tmp_path_factory.mktemp("claude") / "c.toml", providers, models))
+    return {**names, "native": native, "chat_only": chat_only}

@@ -96,6 +96,9 @@ BAD = [
     ("duplicate model", '[[providers]]\nname = "d"\nkind = "demo"\n'
      + '[[models]]\nid = "m"\nowned_by = "o"\nroutes = [{ provider = "d", upstream_model = "m" }]\n' * 2,
      "models[1].id: 'm' appears twice"),
+    ("embeddings on anthropic", '[[providers]]\nname = "c"\nkind = "anthropic"\nbase_url = "https://c.test/v1"\n'
+     '[[models]]\nid = "m"\nmode = "embedding"\nowned_by = "o"\nroutes = [{ provider = "c", upstream_model = "m" }]',
+     "serves only chat models"),
     ("string context", '[[providers]]\nname = "d"\nkind = "demo"\n[[models]]\nid = "m"\nowned_by = "o"\n'
      'context_length = "big"\nroutes = [{ provider = "d", upstream_model = "m" }]', "models[0].context_length"),
 ]  # fmt: skip

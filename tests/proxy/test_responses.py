@@ -5,12 +5,14 @@ The session catalog's ``echo`` model is a chat model on the fake upstream (tests
 """
 
 import json
+import time
 
 import openai
 import pytest
 import requests
 
 from proxy.conversations.models import StoredResponse
+from proxy.conversations.stored import copy_name, member
 from tests.proxy.test_chat import HIGH_LIMITS, assert_refused, client, wait_usage
 from tests.spec import validator_for
 
@@ -22,6 +24,19 @@ def last_text(recorded) -> object:
     if isinstance(content, list):  # text parts
         return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
     return content
+
+
+def wait_stored(response_id: str, timeout: float = 5.0) -> StoredResponse:
+    """The response's row, polled for: with Redis, responses are written to the database in batches just after
+    their answer ends (proxy/conversations/stored.py)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = StoredResponse.objects.filter(pk=response_id).first()
+        if row is not None:
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no StoredResponse {response_id} within {timeout} s")
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -131,7 +146,8 @@ def test_another_accounts_response_reads_as_one_that_never_existed(api, catalog,
     with pytest.raises(openai.BadRequestError) as continued:
         other.responses.create(model=catalog["echo"], input="steal it", previous_response_id=made.id)
     assert continued.value.body["param"] == "previous_response_id"
-    assert StoredResponse.objects.filter(pk=made.id).exists()  # still there for its owner
+    assert api.responses.retrieve(made.id).id == made.id  # still there for its owner
+    assert wait_stored(made.id)  # and written: the other account's delete left it alone
 
 
 def test_store_false_is_not_kept(api, catalog):
@@ -185,12 +201,16 @@ def test_bad_input_is_a_400_naming_the_param(gateway, catalog, make_key, upstrea
 def test_stored_responses_expire_after_the_retention_period(api, catalog, settings):
     from datetime import timedelta
 
+    import redis
     from django.utils import timezone
 
     from proxy.conversations.tasks import expire_responses
 
     old, fresh = (api.responses.create(model=catalog["echo"], input=f"keep {n}") for n in ("old", "fresh"))
+    row = wait_stored(old.id)
     StoredResponse.objects.filter(pk=old.id).update(created_at=timezone.now() - timedelta(days=31))
+    # A month-old response has no Redis copy any more: it lived an hour.
+    redis.Redis.from_url(settings.REDIS_URL).delete(copy_name(member(row.account_id, row.id)))
     settings.RESPONSES_RETENTION_DAYS = 30
     assert expire_responses() >= 1
     assert not StoredResponse.objects.filter(pk=old.id).exists()
@@ -384,6 +404,7 @@ def test_the_dashboard_shows_a_request_and_the_response_it_stored(gateway, catal
     )
     request_id = made.headers["x-request-id"]
     wait_usage(request_id)
+    wait_stored(made.parse().id)  # the dashboard reads the database, written just after the answer
     browser = Client()
     browser.force_login(owner)
     assert f'href="/usage/{request_id}"' in browser.get("/usage").content.decode()  # the table links to it

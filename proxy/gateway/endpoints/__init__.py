@@ -5,6 +5,7 @@ from proxy.gateway.endpoints.base import Endpoint
 from proxy.gateway.endpoints.chat import CHAT
 from proxy.gateway.endpoints.completions import COMPLETIONS
 from proxy.gateway.endpoints.embeddings import EMBEDDINGS
+from proxy.gateway.endpoints.messages import MESSAGES
 from proxy.gateway.endpoints.responses import RESPONSES
 
-ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (CHAT, EMBEDDINGS, COMPLETIONS, RESPONSES)}
+ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (CHAT, EMBEDDINGS, COMPLETIONS, RESPONSES, MESSAGES)}

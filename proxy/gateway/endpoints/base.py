@@ -26,6 +26,7 @@ class Request(Protocol):
     include_usage: bool  # a stream's client asked for the usage chunk itself
     body: dict  # the parsed body, forwarded with the route's model name
     prompt_tokens: int | None  # the local count of the input, once one was needed
+    output_limit: int | None  # the most output it may produce (Endpoint.max_output), set once resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Endpoint:
         None  # (runtime, incoming, key, request)
     )
     keep: Callable[[Any, Any, Any, dict], Awaitable[None]] | None = None  # (runtime, key, request, answer)
+    anthropic: bool = False  # its clients speak Anthropic's API: errors in Anthropic's shape
 
     def upstream_for(self, route: RouteInfo) -> Upstream:
         """A route's own dialect when the endpoint declares one for it, else OpenAI's chat-style API."""
@@ -66,8 +68,11 @@ class Endpoint:
 
 
 def route_style(route: RouteInfo) -> str:
-    """The dialect a route speaks: OpenAI's chat-style HTTP API (the in-process demo speaks it too), and, for
-    the Responses API, its own on a provider that serves ``/responses`` itself."""
+    """The dialect a route speaks: Anthropic's Messages API, OpenAI's chat-style HTTP API (the in-process
+    demo speaks it too), and, for the Responses API, its own on a provider that serves ``/responses``
+    itself."""
+    if route.provider.kind == "anthropic":
+        return ANTHROPIC
     return PASSTHROUGH if route.provider.responses else OPENAI
 
 
@@ -78,3 +83,4 @@ def as_received(_request: Any, answer: dict) -> dict:
 
 OPENAI = "openai"
 PASSTHROUGH = "responses"  # a provider's own /responses
+ANTHROPIC = "anthropic"  # a provider's /messages

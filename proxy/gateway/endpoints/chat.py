@@ -1,14 +1,16 @@
 """``POST /v1/chat/completions``: OpenAI's chat completions, plain and streamed, passed through to an
-OpenAI-style route with the route's model name."""
+OpenAI-style route with the route's model name, or translated for an Anthropic-style route
+(proxy/gateway/endpoints/anthropic_route.py)."""
 
 import orjson
 
 from billing.credits import DEFAULT_MAX_OUTPUT
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
 from proxy.gateway import tokens
-from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream, as_received
+from proxy.gateway.endpoints import anthropic_route
+from proxy.gateway.endpoints.base import ANTHROPIC, OPENAI, Endpoint, Upstream, as_received
 from proxy.gateway.schemas import ChatRequest, parse_chat_request
-from proxy.gateway.streaming import Tally
+from proxy.gateway.streaming import ChatChunks, Tally
 from proxy.gateway.upstream import routed_body
 
 
@@ -43,6 +45,17 @@ def check_answer(raw: bytes) -> dict:
     return data
 
 
+def anthropic_body(request: ChatRequest, route: RouteInfo, stream: bool) -> bytes:
+    """The request as a Messages body; without an output limit of its own, it gets the one its reservation
+    was sized from (for one choice: an Anthropic route answers with one)."""
+    limit = request.max_tokens or (request.output_limit or 0) // max(request.n, 1) or None
+    return anthropic_route.body_from_chat(request.body, route, stream, limit)
+
+
+def anthropic_stream(request: ChatRequest, _keep) -> anthropic_route.ChatOverMessages:
+    return anthropic_route.ChatOverMessages(ChatChunks(request.include_usage), request.model)
+
+
 def take_answer(tally: Tally, answer: dict) -> None:
     tally.take_choices(answer["choices"])
     tally.take_usage(answer.get("usage"))
@@ -63,6 +76,14 @@ CHAT = Endpoint(
             check_answer=check_answer,
             take_answer=take_answer,
             write_answer=as_received,
+        ),
+        ANTHROPIC: Upstream(
+            path="/messages",
+            body=anthropic_body,
+            check_answer=anthropic_route.check_message,
+            take_answer=anthropic_route.take_message,
+            write_answer=anthropic_route.chat_answer,
+            stream_writer=anthropic_stream,
         ),
     },
 )

@@ -44,6 +44,7 @@ class CompletionRequest:
     choices_each: int  # completions generated (and billed) per prompt: max(n, best_of)
     body: dict
     prompt_tokens: int | None = None
+    output_limit: int | None = None  # the most output it may produce, set once its model is known
 
 
 _CHECKS: dict[str, Checker] = {

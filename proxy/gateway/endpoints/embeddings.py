@@ -39,6 +39,7 @@ class EmbeddingsRequest:
     stream: bool = False
     include_usage: bool = False
     prompt_tokens: int | None = None
+    output_limit: int | None = None  # the most output it may produce, set once its model is known
 
 
 _CHECKS = {

@@ -6,10 +6,16 @@ function tools, text formats, reasoning effort, output limit) and the answer bac
 nothing is buffered. Built-in tools (web search and the like) can't run on a chat route and are left out, as
 a bridged route documents, rather than refusing the request.
 
-``store`` defaults to true, as in OpenAI's API: the response is kept (proxy/conversations/) before its end
-goes out, so a follow-up sent the moment a stream ends finds it. ``previous_response_id`` puts the stored
-conversation before the new input; an id of another account, a deleted one, or one made with
-``store: false`` is answered exactly as one that never existed (400 with ``param: previous_response_id``).
+``store`` defaults to true, as in OpenAI's API: the response is kept before its end goes out, so a follow-up
+sent the moment a stream ends finds it, in this process or any other. With Redis it is kept there (one round
+trip: a copy named by its account) and written to the database by a batch writer soon after; every read
+takes the Redis copy first. What survives a crash is the copy, for its hour: a process that dies before its
+batch went leaves the copies, which a sweep in any process writes within a minute or so. A deletion leaves a
+tombstone, so a late write never brings a deleted response back (proxy/conversations/stored.py). Without
+Redis (one process) it is written to the database before the end goes out, as it is when the Redis write
+fails. ``previous_response_id`` puts the stored conversation before the new input; an id of another account,
+a deleted one, or one made with ``store: false`` is answered exactly as one that never existed (400 with
+``param: previous_response_id``).
 
 A passthrough route gets the client's body with its own model name, and its answer and events go back as they
 came. A ``previous_response_id`` is forwarded only to the provider that made that response (it keeps the
@@ -25,17 +31,15 @@ import orjson
 
 from billing.credits import DEFAULT_MAX_OUTPUT
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
-from proxy.conversations.services import conversation, response_store
 from proxy.gateway import errors, tokens
-from proxy.gateway.db import run_db
-from proxy.gateway.endpoints import chat
-from proxy.gateway.endpoints.base import OPENAI, PASSTHROUGH, Endpoint, Upstream, as_received
+from proxy.gateway.endpoints import anthropic_route, chat
+from proxy.gateway.endpoints.base import ANTHROPIC, OPENAI, PASSTHROUGH, Endpoint, Upstream, as_received
 from proxy.gateway.schemas.basics import (
     MISSING,
     checked_body,
 )  # fmt: skip
 from proxy.gateway.schemas.responses import CHECKS, check_input
-from proxy.gateway.streaming import Tally, take_chat_chunk
+from proxy.gateway.streaming import KEEPALIVE, Tally, take_chat_chunk
 from proxy.gateway.translate.responses import (
     ChatStreamToResponses,
     chat_body_from_response_request,
@@ -68,6 +72,7 @@ class ResponsesRequest:
     request_id: uuid.UUID | None = None  # the gateway's id of the request, its usage record's
     include_usage: bool = False
     prompt_tokens: int | None = None
+    output_limit: int | None = None  # the most output it may produce, set once its model is known
 
 
 def parse(raw: bytes) -> ResponsesRequest:
@@ -88,7 +93,7 @@ async def prepare(rt, req, key, request: ResponsesRequest) -> None:
     """Read the conversation it continues, and bridge the request as a chat body."""
     request.request_id = req.request_id
     if request.previous_id:
-        found = await run_db(conversation, account_id=key.account_id, response_id=request.previous_id)
+        found = await rt.responses.conversation(key.account_id, request.previous_id)
         if found is None:
             raise errors.invalid_request(
                 f"Previous response with id '{errors.clip(request.previous_id)}' not found.",
@@ -130,18 +135,19 @@ def write_answer(request: ResponsesRequest, completion: dict) -> dict:
 
 
 async def keep(rt, key, request: ResponsesRequest, response: dict) -> None:
-    """Store a finished response (unless ``store: false``) before the client sees its end. A store that
-    fails (the database is away) still answers: the response then reads as one that was never stored."""
+    """Store a finished response (unless ``store: false``) before the client sees its end: in Redis, for the
+    database soon after, or in the database at once without Redis (proxy/conversations/stored.py). A store
+    that fails altogether still answers: the response then reads as one that was never stored."""
     if not request.store or response.get("status") == "failed":
         return
     try:
-        await run_db(
-            response_store, response_id=response["id"], account_id=key.account_id, key_id=key.id,
-            previous_id=request.previous_id, input_items=request.input_items, response=response,
-            provider_id=request.provider_id, request_id=request.request_id,
+        await rt.responses.keep(
+            response_id=response["id"], account_id=key.account_id, key_id=key.id, previous_id=request.previous_id,
+            input_items=request.input_items, response=response, provider_id=request.provider_id,
+            request_id=request.request_id,
         )  # fmt: skip
-    except Exception:
-        log.exception("response %s could not be stored", request.response_id)
+    except Exception as exc:  # only its kind: the database's message may quote the prompt
+        log.error("response %s could not be stored (%s)", request.response_id, type(exc).__name__)
 
 
 class ResponsesEvents:
@@ -149,6 +155,7 @@ class ResponsesEvents:
     kept before ``response.completed`` goes out."""
 
     finished = False
+    keepalive = KEEPALIVE
 
     def __init__(self, request: ResponsesRequest, keep) -> None:
         self.request, self.keep = request, keep
@@ -174,6 +181,21 @@ class ResponsesEvents:
         if self.keep is not None:
             await self.keep(closing[-1]["response"])
         return b"".join(map(sse_event, closing))
+
+
+# --- an Anthropic-style route: the chat bridge, carried on to the Messages API ---------------------------------
+
+
+def anthropic_body(request: ResponsesRequest, route: RouteInfo, stream: bool) -> bytes:
+    return anthropic_route.body_from_chat(request.chat, route, stream, request.output_limit)
+
+
+def anthropic_answer(request: ResponsesRequest, message: dict) -> dict:
+    return write_answer(request, anthropic_route.chat_answer(request, message))
+
+
+def anthropic_stream(request: ResponsesRequest, keep) -> anthropic_route.ChatOverMessages:
+    return anthropic_route.ChatOverMessages(ResponsesEvents(request, keep), request.model)
 
 
 # --- passthrough: a route whose upstream serves /responses itself ------------------------------------------------
@@ -221,6 +243,7 @@ class ResponsesPassthrough:
     its terminal event goes out. A stream cut short ends with a ``response.failed`` the gateway writes."""
 
     finished = False
+    keepalive = KEEPALIVE
 
     def __init__(self, request: ResponsesRequest, keep) -> None:
         self.request, self.keep = request, keep
@@ -284,6 +307,14 @@ RESPONSES = Endpoint(
             take_answer=take_response,
             write_answer=as_received,
             stream_writer=ResponsesPassthrough,
+        ),
+        ANTHROPIC: Upstream(
+            path="/messages",
+            body=anthropic_body,
+            check_answer=anthropic_route.check_message,
+            take_answer=anthropic_route.take_message,
+            write_answer=anthropic_answer,
+            stream_writer=anthropic_stream,
         ),
     },
     prepare=prepare,

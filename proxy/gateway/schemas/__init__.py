@@ -66,6 +66,7 @@ class ChatRequest:
     n: int  # default 1
     body: dict  # the whole parsed body, untouched, for pass-through
     prompt_tokens: int | None = None  # the local count of the prompt, once one was needed before the relay
+    output_limit: int | None = None  # the most output it may produce, set once its model is known
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
