@@ -82,10 +82,7 @@ def worst_case(*, prompt_tokens: int, max_output: int, model) -> Decimal:
     # more keeps the reservation above the real cost. Should it still fall short, the charge stops at the
     # reservation (proxy/gateway/settlement.py), so the difference is the operator's, never an overdraft.
     prompt = math.ceil(prompt_tokens * PROMPT_MARGIN)
-    return pricing.worst_case(
-        prompt_estimate=prompt, max_output=max_output, input_price=model.input_price,
-        output_price=model.output_price,
-    )  # fmt: skip
+    return pricing.worst_case(prompt_estimate=prompt, max_output=max_output, prices=model.prices)
 
 
 def hold_take(*, account_id: int, hold_id: int | None, want: Decimal, minimum: Decimal, owner: str,

@@ -128,7 +128,7 @@ class UsageRecord(models.Model):
         default=0, help_text="All input, cache reads and writes included"
     )
     completion_tokens = models.PositiveIntegerField(default=0)
-    # Parts of prompt_tokens, as the upstream reported them (Anthropic's cache buckets; 0 where none came).
+    # Parts of prompt_tokens, as the upstream reported them (billing/usage.py; 0 where none came).
     cache_read_tokens = models.PositiveIntegerField(default=0, db_default=0)
     cache_write_tokens = models.PositiveIntegerField(
         default=0, db_default=0, help_text="Written for 5 minutes"
@@ -136,6 +136,10 @@ class UsageRecord(models.Model):
     cache_write_1h_tokens = models.PositiveIntegerField(
         default=0, db_default=0, help_text="Written for 1 hour"
     )
+    reasoning_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="A part of completion_tokens, billed as output"
+    )
+    usage_raw = models.JSONField(null=True, blank=True, help_text="The upstream's usage object, for audits")
     tokens_estimated = models.BooleanField(
         default=False, help_text="Counted locally: the upstream sent no usage"
     )

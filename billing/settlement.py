@@ -20,8 +20,9 @@ from decimal import Decimal
 
 import psycopg
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import Case, DecimalField, F, Value, When
+from django.db.models import Case, DecimalField, F, JSONField, Value, When
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from billing.models import MONEY, Account, Hold, LedgerEntry, UsageRecord
 from billing.services import accounts_lock, held_minus
@@ -67,6 +68,8 @@ class Finished:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0  # a part of completion_tokens
+    usage_raw: dict | None = None  # the upstream's usage object, for audits
 
 
 def bare(item: Finished) -> Finished:
@@ -77,7 +80,7 @@ def bare(item: Finished) -> Finished:
         prompt_tokens=min(max(item.prompt_tokens, 0), 2**31 - 1),
         completion_tokens=min(max(item.completion_tokens, 0), 2**31 - 1),
         latency_ms=min(max(item.latency_ms, 0), 2**31 - 1), cache_read_tokens=0, cache_write_tokens=0,
-        cache_write_1h_tokens=0,
+        cache_write_1h_tokens=0, reasoning_tokens=0, usage_raw=None,
     )  # fmt: skip
 
 
@@ -123,11 +126,16 @@ def insert_rows(model, rows: list[dict]) -> None:
         model.objects.bulk_create([model(**row) for row in rows])
         return
     names = list(rows[0])
-    columns = ", ".join(connection.ops.quote_name(model._meta.get_field(name).column) for name in names)
+    fields = [model._meta.get_field(name) for name in names]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     table = connection.ops.quote_name(model._meta.db_table)
+    json = [name for name, field in zip(names, fields, strict=True) if isinstance(field, JSONField)]
     # Django's cursor makes sure the connection is open; the COPY runs inside the caller's atomic block.
     with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
+            for name in json:  # a JSON column takes its value's JSON text
+                if row[name] is not None:
+                    row = {**row, name: Jsonb(row[name])}
             copy.write_row([row[name] for name in names])
 
 
@@ -140,7 +148,8 @@ def _usage_row(f: Finished) -> dict:
         "finish_reason": f.finish_reason, "client_disconnected": f.client_disconnected,
         "created_at": f.created_at, "note": f.note, "endpoint": f.endpoint,
         "cache_read_tokens": f.cache_read_tokens, "cache_write_tokens": f.cache_write_tokens,
-        "cache_write_1h_tokens": f.cache_write_1h_tokens,
+        "cache_write_1h_tokens": f.cache_write_1h_tokens, "reasoning_tokens": f.reasoning_tokens,
+        "usage_raw": f.usage_raw,
     }  # fmt: skip
 
 

@@ -34,9 +34,11 @@ _PROVIDER_FIELDS = {
 }  # fmt: skip
 _MODEL_FIELDS = {
     "id", "mode", "owned_by", "description", "input_usd_per_mtok", "output_usd_per_mtok", "context_length",
-    "max_output_tokens", "enabled", "routes",
+    "max_output_tokens", "enabled", "routes", "cached_input_usd_per_mtok", "cache_write_usd_per_mtok",
+    "cache_write_1h_usd_per_mtok", "request_usd",
 }  # fmt: skip
 _ROUTE_FIELDS = {"provider", "upstream_model", "priority", "enabled"}
+_CACHE_PRICES = ("cached_input_usd_per_mtok", "cache_write_usd_per_mtok", "cache_write_1h_usd_per_mtok")
 
 
 def catalog_import(*, path: Path | str) -> CatalogSummary:
@@ -157,6 +159,9 @@ def _model(entry: dict, where: str) -> dict:
         "description": _text(entry, "description", where, required=False),
         "input_usd_per_mtok": _price(entry, "input_usd_per_mtok", where),
         "output_usd_per_mtok": _price(entry, "output_usd_per_mtok", where),
+        # Unset cache prices stay unset (null), so they follow the input price when it changes.
+        **{field: _price(entry, field, where) if field in entry else None for field in _CACHE_PRICES},
+        "request_usd": _price(entry, "request_usd", where),
         "context_length": _number(entry, "context_length", where, None, kind=int, minimum=1),
         "max_output_tokens": _number(entry, "max_output_tokens", where, None, kind=int, minimum=1),
         "enabled": _flag(entry, "enabled", where, True),

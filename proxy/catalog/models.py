@@ -7,6 +7,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from proxy.catalog.prices import Prices
+
 PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 6, "validators": [MinValueValidator(Decimal(0))]}
 
 
@@ -63,6 +65,20 @@ class Model(models.Model):
     description = models.CharField(max_length=300, blank=True)
     input_usd_per_mtok = models.DecimalField(default=Decimal(0), **PRICE)
     output_usd_per_mtok = models.DecimalField(default=Decimal(0), **PRICE)
+    # The cache's prices, where the provider bills cached input apart; unset: the input price (1 hour: the
+    # 5-minute price). And a fee per request, on top of the tokens.
+    cached_input_usd_per_mtok = models.DecimalField(
+        null=True, blank=True, help_text="Cache reads; empty: the input price", **PRICE
+    )
+    cache_write_usd_per_mtok = models.DecimalField(
+        null=True, blank=True, help_text="Cache writes kept 5 minutes; empty: the input price", **PRICE
+    )
+    cache_write_1h_usd_per_mtok = models.DecimalField(
+        null=True, blank=True, help_text="Cache writes kept 1 hour; empty: the 5-minute price", **PRICE
+    )
+    request_usd = models.DecimalField(
+        default=Decimal(0), db_default=Decimal(0), help_text="A fee per request, in USD", **PRICE
+    )
     context_length = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
@@ -76,8 +92,17 @@ class Model(models.Model):
         return self.name
 
     @property
+    def prices(self) -> Prices:
+        """Every price, the unset ones defaulted (billing/pricing.py)."""
+        return Prices.of(
+            input=self.input_usd_per_mtok, output=self.output_usd_per_mtok,
+            cached_input=self.cached_input_usd_per_mtok, cache_write=self.cache_write_usd_per_mtok,
+            cache_write_1h=self.cache_write_1h_usd_per_mtok, request=self.request_usd,
+        )  # fmt: skip
+
+    @property
     def is_free(self) -> bool:
-        return self.input_usd_per_mtok == 0 and self.output_usd_per_mtok == 0
+        return self.prices.is_free
 
 
 class Route(models.Model):

@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
 from proxy.catalog.models import Model, Route
+from proxy.catalog.prices import Prices
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +44,21 @@ class ModelInfo:
     mode: str  # a proxy.catalog.models.Model.Mode: which endpoints it serves
     owned_by: str
     created: int
-    input_price: Decimal
-    output_price: Decimal
+    prices: Prices
     context_length: int | None
     max_output_tokens: int | None
     routes: tuple[RouteInfo, ...]
+    is_free: bool = (
+        False  # nothing to pay (Prices.is_free), kept as a field: the hot path reads it per request
+    )
 
     @property
-    def is_free(self) -> bool:
-        return self.input_price == 0 and self.output_price == 0
+    def input_price(self) -> Decimal:
+        return self.prices.input
+
+    @property
+    def output_price(self) -> Decimal:
+        return self.prices.output
 
     def openai(self) -> dict:
         return {
@@ -109,7 +116,7 @@ def load_catalog(version: int = 0) -> Catalog:
     models = {}
     for m in Model.objects.filter(id__in=routes).order_by("name"):
         models[m.name] = ModelInfo(
-            m.id, m.name, m.mode, m.owned_by, int(m.created_at.timestamp()), m.input_usd_per_mtok, m.output_usd_per_mtok,
-            m.context_length, m.max_output_tokens, tuple(routes[m.id]),
+            m.id, m.name, m.mode, m.owned_by, int(m.created_at.timestamp()), m.prices, m.context_length,
+            m.max_output_tokens, tuple(routes[m.id]), m.prices.is_free,
         )  # fmt: skip
     return Catalog(models, version)

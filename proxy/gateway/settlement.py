@@ -22,13 +22,15 @@ import time
 import uuid
 from decimal import Decimal
 
+import orjson
 from django.conf import settings
 from django.utils import timezone
 
 from billing.credits import Reservation
 from billing.models import UsageNote as Note
-from billing.pricing import cost as price_of
+from billing.pricing import usage_cost
 from billing.settlement import Finished
+from billing.usage import Usage
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
 from proxy.gateway import errors, spend
 from proxy.gateway.auth import KeyInfo
@@ -42,6 +44,7 @@ log = logging.getLogger("proxy")
 
 ROUGH_BYTES_PER_TOKEN = 8
 MAX_TOKENS = 2**31 - 1  # what a usage record's token columns hold
+MAX_RAW_USAGE_BYTES = 4096
 
 
 def settle(
@@ -72,21 +75,21 @@ def check_capacity(rt: Runtime) -> None:
         )
 
 
-def token_counts(endpoint: Endpoint, request: Request, tally: Tally) -> tuple[int, int, bool]:
-    """Input and output tokens: the upstream's usage, else a local count (flagged as estimated)."""
-    if tally.prompt_tokens is not None and tally.completion_tokens is not None:
-        return tally.prompt_tokens, tally.completion_tokens, False
+def token_counts(endpoint: Endpoint, request: Request, tally: Tally) -> tuple[Usage, bool]:
+    """The request's usage: the upstream's, else a local count of input and output (flagged as estimated)."""
+    if tally.usage is not None:
+        return tally.usage, False
     prompt = request.prompt_tokens if request.prompt_tokens is not None else endpoint.count_input(request)
-    return prompt, endpoint.count_output(tally), True
+    return Usage(input=prompt, output=endpoint.count_output(tally)), True
 
 
-def rough_counts(tally: Tally, raw_size: int) -> tuple[int, int, bool]:
-    """Token counts that need no tokenizer: the upstream's where it sent them, else from the text's size."""
-    prompt, completion = tally.prompt_tokens, tally.completion_tokens
-    if prompt is None or completion is None:
-        prompt = raw_size // ROUGH_BYTES_PER_TOKEN
-        completion = sum(len(p.encode("utf-8", "replace")) for p in tally.pieces) // ROUGH_BYTES_PER_TOKEN
-    return prompt, completion, True
+def rough_counts(tally: Tally, raw_size: int) -> tuple[Usage, bool]:
+    """A usage that needs no tokenizer: the upstream's where it sent one, else from the text's size."""
+    if tally.usage is not None:
+        return tally.usage, False
+    prompt = raw_size // ROUGH_BYTES_PER_TOKEN
+    completion = sum(len(p.encode("utf-8", "replace")) for p in tally.pieces) // ROUGH_BYTES_PER_TOKEN
+    return Usage(input=prompt, output=completion), True
 
 
 def finished(
@@ -106,51 +109,54 @@ def finished(
 def _record(
     request_id, started, endpoint, key, model, route, request, tally, status, reservation, raw_size
 ) -> Finished:
-    produced = route is not None and (tally.first_token_at is not None or tally.completion_tokens is not None)
+    produced = route is not None and (tally.first_token_at is not None or tally.usage is not None)
     note = Note.NONE
-    prompt, completion, estimated = 0, 0, False
+    usage, estimated = Usage(), False
     if produced:
         try:
-            prompt, completion, estimated = token_counts(endpoint, request, tally)
+            usage, estimated = token_counts(endpoint, request, tally)
         except Exception:
             log.exception(
                 "request %s: tokens could not be counted; estimated from the text's size", request_id
             )
-            prompt, completion, estimated = rough_counts(tally, raw_size)
+            usage, estimated = rough_counts(tally, raw_size)
             note = Note.COUNT_FAILED
-    prompt, completion = min(prompt, MAX_TOKENS), min(completion, MAX_TOKENS)
+    usage = usage.clamped()
     amount = Decimal(0)
     if produced and reservation is not None:
-        amount, charge_note = _charge(request_id, model, prompt, completion, reservation)
+        amount, charge_note = _charge(request_id, model, usage, reservation)
         note = note or charge_note
     ttft = _elapsed_ms(started, tally.first_token_at) if tally.first_token_at else None
     return Finished(
         request_id=request_id, user_id=key.user_id, account_id=key.account_id,
         hold_id=reservation.hold_id if reservation else None, key_id=key.id, model_id=model.id,
-        provider_id=route.provider.id if route else None, prompt_tokens=prompt, completion_tokens=completion,
-        tokens_estimated=estimated, cost=amount, status=status, error_code=clean_text(tally.error_code, 64),
-        latency_ms=_elapsed_ms(started), ttft_ms=ttft, streamed=request.stream,
-        finish_reason=clean_text(tally.finish_reason, 32), client_disconnected=tally.client_disconnected,
-        created_at=timezone.now(), note=note, endpoint=endpoint.name,
-        **(_cache_counts(tally, prompt) if produced and not estimated else {}),
+        provider_id=route.provider.id if route else None, prompt_tokens=min(usage.prompt, MAX_TOKENS),
+        completion_tokens=usage.output, tokens_estimated=estimated, cost=amount, status=status,
+        error_code=clean_text(tally.error_code, 64), latency_ms=_elapsed_ms(started), ttft_ms=ttft,
+        streamed=request.stream, finish_reason=clean_text(tally.finish_reason, 32),
+        client_disconnected=tally.client_disconnected, created_at=timezone.now(), note=note,
+        endpoint=endpoint.name, cache_read_tokens=usage.cache_read, cache_write_tokens=usage.cache_write_5m,
+        cache_write_1h_tokens=usage.cache_write_1h, reasoning_tokens=usage.reasoning,
+        usage_raw=None if estimated else audit_copy(tally.raw_usage),
     )  # fmt: skip
 
 
-def _cache_counts(tally: Tally, prompt: int) -> dict[str, int]:
-    """The cache buckets of a reported usage, each within the prompt it is a part of."""
-    read = min(max(tally.cache_read_tokens, 0), prompt)
-    write = min(max(tally.cache_write_tokens, 0), prompt - read)
-    write_1h = min(max(tally.cache_write_1h_tokens, 0), prompt - read - write)
-    return {"cache_read_tokens": read, "cache_write_tokens": write, "cache_write_1h_tokens": write_1h}
+def audit_copy(raw: dict | None) -> dict | None:
+    """The upstream's usage object as it came, for audits: only a small one, and none PostgreSQL's JSON
+    would refuse (a NUL escape), so a hostile upstream can't bloat or break the record."""
+    if not raw:
+        return None
+    try:
+        text = orjson.dumps(raw)
+    except TypeError:
+        return None
+    return raw if len(text) <= MAX_RAW_USAGE_BYTES and b"\\u0000" not in text else None
 
 
-def _charge(request_id, model: ModelInfo, prompt: int, completion: int, reservation: Reservation):
+def _charge(request_id, model: ModelInfo, usage: Usage, reservation: Reservation):
     """The request's cost and why it is not the plain price, if it isn't: never more than was reserved."""
     try:
-        amount = price_of(
-            prompt_tokens=prompt, completion_tokens=completion,
-            input_price=model.input_price, output_price=model.output_price,
-        )  # fmt: skip
+        amount = usage_cost(usage, model.prices)
     except Exception:
         log.exception("request %s could not be priced; recorded at no charge", request_id)
         return Decimal(0), Note.PRICE_FAILED

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import orjson
 
+from billing.usage import Usage, from_openai
 from proxy.catalog.snapshot import RouteInfo
 from proxy.gateway import errors
 from proxy.gateway.http import Incoming
@@ -31,12 +32,8 @@ SSE_HEADERS = [
 class Tally:
     """What one request produced, as far as the gateway saw it."""
 
-    prompt_tokens: int | None = None  # all of the input, cached or not
-    completion_tokens: int | None = None
-    # Parts of prompt_tokens an upstream reported: cache reads, and cache writes for 5 minutes and 1 hour.
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
+    usage: Usage | None = None  # what the upstream reported, as one canonical usage (billing/usage.py)
+    raw_usage: dict | None = None  # the upstream's own usage object, kept on the record for audits
     finish_reason: str = ""
     pieces: list[str] = field(default_factory=list)  # content seen, for a local count when usage is missing
     first_token_at: float | None = None
@@ -44,17 +41,18 @@ class Tally:
     client_disconnected: bool = False
     route: RouteInfo | None = None  # the route that answered, once one has
 
+    @property
+    def completion_tokens(self) -> int | None:
+        return self.usage.output if self.usage is not None else None
+
     def take_usage(self, usage: object) -> None:
-        if isinstance(usage, dict):
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            # Counts that can't be real (negative, or past what a record holds) are no usage at all.
-            if (
-                type(prompt) is int
-                and type(completion) is int
-                and 0 <= prompt < 2**31
-                and 0 <= completion < 2**31
-            ):
-                self.prompt_tokens, self.completion_tokens = prompt, completion
+        """An OpenAI-style usage object (chat, legacy completions, embeddings): counts that can't be real
+        (negative, or past what a record holds) are no usage at all."""
+        self.take_canonical(from_openai(usage), usage)
+
+    def take_canonical(self, usage: Usage | None, raw: object) -> None:
+        if usage is not None:
+            self.usage, self.raw_usage = usage, raw if isinstance(raw, dict) else None
 
     def take_choices(self, choices: list) -> None:
         for choice in choices:

@@ -18,6 +18,7 @@ from billing.services import account_for, credits_grant
 from billing.settlement import Finished, Settler
 from portal.accounts import keys
 from portal.accounts.notify import versions_sync
+from proxy.catalog.prices import Prices
 from proxy.catalog.snapshot import load_catalog
 from proxy.gateway import settlement, tokens
 from proxy.gateway.auth import load_key
@@ -36,7 +37,7 @@ def paid(make_user, make_key, catalog):
     credits_grant(account=account_for(user=user), amount=Decimal(10), reason="test funds", actor=None)
     _, raw = make_key(owner=user)
     key = load_key(keys.key_hash(raw), versions_sync)
-    model = replace(load_catalog().models[catalog["echo"]], input_price=PRICE, output_price=PRICE)
+    model = replace(load_catalog().models[catalog["echo"]], prices=Prices.of(input=PRICE, output=PRICE))
     return key, model, Credits(run_db, f"test-{uuid.uuid4().hex[:6]}", 120)
 
 
@@ -95,7 +96,7 @@ async def test_a_prompt_that_cannot_be_counted_is_recorded_at_an_estimate_from_i
 
 async def test_a_request_that_cannot_be_priced_is_recorded_with_its_tokens_and_no_charge(paid):
     key, model, credits = paid
-    unpriced = replace(model, input_price=None)
+    unpriced = replace(model, prices=replace(model.prices, input=None))
     record = await settle(
         key, unpriced, credits, chat([{"role": "user", "content": "hi"}]), answered("hello")
     )

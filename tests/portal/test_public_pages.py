@@ -49,9 +49,12 @@ def test_the_docs_cover_the_whole_api_with_the_public_base_url(settings, models)
     examples = re.findall(r"<pre id=\"ex-[a-z-]+\"><code>(.*?)</code></pre>", body, re.S)
     assert len(examples) >= 10
     urls = set(re.findall(r"https?://[^\s\"'\\]+", " ".join(examples)))
-    assert urls == {"https://api.example.test", "https://api.example.test/v1",
-                    "https://api.example.test/v1/chat/completions",
-                    "https://api.example.test/v1/models"}  # fmt: skip (the root is the Anthropic SDK's)
+    assert urls == {
+        "https://api.example.test",
+        "https://api.example.test/v1",
+        "https://api.example.test/v1/chat/completions",
+        "https://api.example.test/v1/models",
+    }  # fmt: skip (the root is the Anthropic SDK's)
     assert "sk-your-api-key" in body
 
 

@@ -16,12 +16,11 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from billing.usage import Usage, from_anthropic
 from proxy.gateway.schemas import validate_chat_request
 from proxy.gateway.translate.anthropic import (
     STOP_TO_FINISH,
-    AnthropicUsage,
     MessagesStreamToChat,
-    anthropic_token_counts,
     chat_from_message,
     chat_usage,
     messages_body_from_chat,
@@ -639,24 +638,24 @@ CACHED_USAGE = {
     [
         (
             CACHED_USAGE,
-            AnthropicUsage(input=100, cache_read=3000, cache_write_5m=1500, cache_write_1h=500, output=50),
+            Usage(input=100, cache_read=3000, cache_write_5m=1500, cache_write_1h=500, output=50),
         ),
         (
             {**CACHED_USAGE, "cache_creation": None},
-            AnthropicUsage(input=100, cache_read=3000, cache_write_5m=2000, cache_write_1h=0, output=50),
+            Usage(input=100, cache_read=3000, cache_write_5m=2000, cache_write_1h=0, output=50),
         ),
         (
             {
                 **CACHED_USAGE,
                 "cache_creation": {"ephemeral_5m_input_tokens": None, "ephemeral_1h_input_tokens": None},
             },
-            AnthropicUsage(input=100, cache_read=3000, cache_write_5m=2000, cache_write_1h=0, output=50),
+            Usage(input=100, cache_read=3000, cache_write_5m=2000, cache_write_1h=0, output=50),
         ),
         (
             {**CACHED_USAGE, "cache_creation": {"ephemeral_1h_input_tokens": 2000}},
-            AnthropicUsage(input=100, cache_read=3000, cache_write_5m=0, cache_write_1h=2000, output=50),
+            Usage(input=100, cache_read=3000, cache_write_5m=0, cache_write_1h=2000, output=50),
         ),
-        ({"input_tokens": 10, "output_tokens": 2}, AnthropicUsage(10, 0, 0, 0, 2)),
+        ({"input_tokens": 10, "output_tokens": 2}, Usage(10, 0, 0, 0, 2)),
         (
             {
                 "input_tokens": 10,
@@ -664,13 +663,13 @@ CACHED_USAGE = {
                 "cache_read_input_tokens": None,
                 "cache_creation_input_tokens": None,
             },
-            AnthropicUsage(10, 0, 0, 0, 2),
+            Usage(10, 0, 0, 0, 2),
         ),
     ],
     ids=["split", "no-split", "null-split", "all-1h", "plain", "null-cache"],
 )
-def test_anthropic_token_counts(usage: dict, expected: AnthropicUsage) -> None:
-    assert anthropic_token_counts(usage) == expected
+def test_anthropic_usage_in_canonical_form(usage: dict, expected: Usage) -> None:
+    assert from_anthropic(usage) == expected
 
 
 @pytest.mark.parametrize(
@@ -683,13 +682,11 @@ def test_anthropic_token_counts(usage: dict, expected: AnthropicUsage) -> None:
         {"input_tokens": -1, "output_tokens": 2},
         {"input_tokens": "10", "output_tokens": 2},
         {"input_tokens": True, "output_tokens": 2},
-        {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 1.5},
-        {"input_tokens": 10, "output_tokens": 2, "cache_creation": {"ephemeral_1h_input_tokens": -3}},
         ["input_tokens", 10],
     ],
 )
 def test_an_object_that_is_not_usage_has_no_counts(usage: object) -> None:
-    assert anthropic_token_counts(usage) is None  # type: ignore[arg-type]
+    assert from_anthropic(usage) is None  # type: ignore[arg-type]
     assert chat_usage(usage) is None  # type: ignore[arg-type]
 
 
@@ -1139,3 +1136,14 @@ def test_the_stream_fixtures_are_anthropic_stream_events(name: str) -> None:
 )
 def test_the_message_fixtures_are_anthropic_messages(message: dict) -> None:
     anthropic.types.Message.model_validate(message)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 1.5},
+        {"input_tokens": 10, "output_tokens": 2, "cache_creation": {"ephemeral_1h_input_tokens": -3}},
+    ],
+)
+def test_an_optional_bucket_that_is_not_a_count_is_none(usage: dict) -> None:
+    assert from_anthropic(usage) == Usage(input=10, output=2)

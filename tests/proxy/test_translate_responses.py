@@ -21,7 +21,6 @@ from proxy.gateway.translate.responses import (
     response_from_chat,
     sse_event,
     unsupported_tools,
-    usage_from_response,
 )
 from tests.spec import validator_for
 
@@ -838,16 +837,6 @@ def test_the_sdk_reads_the_response() -> None:
     response = client.responses.create(model=MODEL, input="Hi")
     assert (response.id, response.status, response.output_text) == (RESPONSE_ID, "completed", "Hello there!")
     assert response.usage is not None and response.usage.total_tokens == 15
-
-
-def test_usage_from_response() -> None:
-    assert usage_from_response(_response_usage(12, 3)) == (12, 3)
-    assert usage_from_response({"input_tokens": 0, "output_tokens": 0}) == (0, 0)
-    assert usage_from_response(None) is None
-    assert usage_from_response({"input_tokens": 12}) is None
-    assert usage_from_response({"input_tokens": -1, "output_tokens": 3}) is None
-    assert usage_from_response({"input_tokens": "12", "output_tokens": 3}) is None
-    assert usage_from_response({"input_tokens": True, "output_tokens": 3}) is None
 
 
 # --- the stream ---------------------------------------------------------------------------------------------

@@ -17,13 +17,13 @@ from typing import Any
 import orjson
 
 from billing.credits import DEFAULT_MAX_OUTPUT
+from billing.usage import from_anthropic
 from proxy.catalog.snapshot import RouteInfo
 from proxy.gateway import errors
 from proxy.gateway.streaming import StreamWriter, Tally
 from proxy.gateway.translate.anthropic import (
     STOP_TO_FINISH,
     MessagesStreamToChat,
-    anthropic_token_counts,
     chat_from_message,
     messages_body_from_chat,
 )  # fmt: skip
@@ -42,13 +42,7 @@ def check_message(raw: bytes) -> dict:
 
 
 def take_usage(tally: Tally, usage: object) -> None:
-    counts = anthropic_token_counts(usage if isinstance(usage, dict) else None)
-    if counts is None:
-        return
-    cached = counts.cache_read + counts.cache_write_5m + counts.cache_write_1h
-    tally.prompt_tokens, tally.completion_tokens = counts.input + cached, counts.output
-    tally.cache_read_tokens = counts.cache_read
-    tally.cache_write_tokens, tally.cache_write_1h_tokens = counts.cache_write_5m, counts.cache_write_1h
+    tally.take_canonical(from_anthropic(usage), usage)
 
 
 def take_message(tally: Tally, message: dict) -> None:
@@ -142,8 +136,12 @@ class ChatOverMessages:
         out = b""
         for chunk in self.chunks.feed(event):
             out += await self.inner.chunk(orjson.dumps(chunk), chunk, tally)
-        if event.get("type") in ("message_start", "message_delta"):
-            take_event(tally, event, self.usage)  # the cache buckets, which chat's usage can't carry
+        kind = event.get("type")
+        if kind in ("message_start", "message_delta"):
+            take_event(tally, event, self.usage)
+        elif kind == "message_stop" and self.usage:
+            # The chat usage chunk just fed lumps both cache writes together: Anthropic's own usage stands.
+            take_usage(tally, self.usage)
         self.finished = self.chunks.finished
         return out
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from billing.usage import from_openai
 from proxy.catalog.snapshot import RouteInfo
 from proxy.gateway import tokens
 from proxy.gateway.endpoints.base import OPENAI, Endpoint, Upstream
@@ -87,7 +88,9 @@ def _is_number(value: object) -> bool:
 def take_answer(tally: Tally, answer: dict) -> None:
     usage = answer.get("usage")
     if isinstance(usage, dict):  # embeddings produce no output tokens
-        tally.take_usage({"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": 0})
+        tally.take_canonical(
+            from_openai({"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": 0}), usage
+        )
 
 
 def write_answer(request: EmbeddingsRequest, answer: dict) -> dict:

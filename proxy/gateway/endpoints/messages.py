@@ -133,7 +133,7 @@ class MessagesEvents:
     def _output_tokens(self) -> int:
         """What the final usage says was produced when the upstream sent no usage: the local count."""
         tally = self.tally
-        if tally is None or tally.completion_tokens is not None:
+        if tally is None or tally.usage is not None:
             return 0  # the translator has the upstream's own count
         return tokens.count_completion(tally.pieces)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from billing.credits import DEFAULT_MAX_OUTPUT
+from billing.usage import from_responses
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
 from proxy.gateway import errors, tokens
 from proxy.gateway.endpoints import anthropic_route, chat
@@ -46,7 +47,6 @@ from proxy.gateway.translate.responses import (
     response_from_chat,
     sse_event,
     unsupported_tools,
-    usage_from_response,
 )  # fmt: skip
 from proxy.gateway.upstream import routed_body
 
@@ -227,9 +227,7 @@ def check_response(raw: bytes) -> dict:
 
 
 def take_response(tally: Tally, response: dict) -> None:
-    counts = usage_from_response(response.get("usage"))
-    if counts is not None:
-        tally.take_usage({"prompt_tokens": counts[0], "completion_tokens": counts[1]})
+    tally.take_canonical(from_responses(response.get("usage")), response.get("usage"))
     for item in response.get("output") or ():
         for part in (item.get("content") or ()) if isinstance(item, dict) else ():
             if isinstance(part, dict) and isinstance(part.get("text"), str):

@@ -59,9 +59,10 @@ The completion's id is ``chatcmpl-`` followed by the message id without its ``ms
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import orjson
+
+from billing.usage import from_anthropic
 
 # Anthropic's stop reasons as chat's finish reasons. `pause_turn` (a long turn of Anthropic's server tools,
 # paused) has no chat equivalent; the answer so far is complete as it stands, so it is a plain stop.
@@ -449,69 +450,13 @@ def _keep_latest_breakpoints(out: dict) -> None:
 # --- usage ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class AnthropicUsage:
-    """The token counts of one Anthropic answer, each bucket priced on its own."""
-
-    input: int  # not read from the cache nor written to it
-    cache_read: int
-    cache_write_5m: int
-    cache_write_1h: int
-    output: int
-
-    @property
-    def prompt(self) -> int:
-        return self.input + self.cache_read + self.cache_write_5m + self.cache_write_1h
-
-
-def anthropic_token_counts(usage: dict | None) -> AnthropicUsage | None:
-    """The counts the gateway records from an Anthropic usage object: a small frozen dataclass with
-    input (uncached), cache_read, cache_write_5m, cache_write_1h, output. cache_creation_input_tokens is split
-    by `cache_creation.ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens` when present, else all of it
-    is 5-minute. None when the object is not usage (missing/negative/non-int counts)."""
-    if not isinstance(usage, dict):
-        return None
-    try:
-        return _token_counts(usage)
-    except ValueError:
-        return None
-
-
-_SPLIT_KEYS = ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
-
-
-def _token_counts(usage: dict) -> AnthropicUsage:
-    written = _count(usage.get("cache_creation_input_tokens"), optional=True)
-    write_5m, write_1h = written, 0
-    split = usage.get("cache_creation")
-    if isinstance(split, dict) and any(split.get(key) is not None for key in _SPLIT_KEYS):
-        # The breakdown is what each bucket is billed by, so it stands over the total.
-        write_5m, write_1h = (_count(split.get(key), optional=True) for key in _SPLIT_KEYS)
-    return AnthropicUsage(
-        input=_count(usage.get("input_tokens")),
-        cache_read=_count(usage.get("cache_read_input_tokens"), optional=True),
-        cache_write_5m=write_5m,
-        cache_write_1h=write_1h,
-        output=_count(usage.get("output_tokens")),
-    )
-
-
-def _count(value: object, *, optional: bool = False) -> int:
-    """A token count; an optional one left out or null is 0. ValueError when it is not a count."""
-    if value is None and optional:
-        return 0
-    if type(value) is not int or value < 0:
-        raise ValueError(f"not a token count: {value!r}")
-    return value
-
-
 def chat_usage(usage: dict | None) -> dict | None:
     """Anthropic usage -> chat usage: prompt_tokens = input_tokens + cache_read_input_tokens +
     cache_creation_input_tokens (Anthropic's input_tokens exclude the cached buckets; OpenAI's prompt_tokens
     include them), completion_tokens = output_tokens, total_tokens, prompt_tokens_details.cached_tokens =
     cache_read_input_tokens."""
-    counts = anthropic_token_counts(usage)
-    if counts is None or usage is None:
+    counts = from_anthropic(usage)
+    if counts is None:
         return None
     details = {
         "cached_tokens": counts.cache_read,
@@ -523,10 +468,8 @@ def chat_usage(usage: dict | None) -> dict | None:
         "total_tokens": counts.prompt + counts.output,
         "prompt_tokens_details": details,
     }
-    output_details = usage.get("output_tokens_details")
-    thinking = output_details.get("thinking_tokens") if isinstance(output_details, dict) else None
-    if type(thinking) is int and thinking >= 0:
-        out["completion_tokens_details"] = {"reasoning_tokens": thinking}
+    if counts.reasoning:
+        out["completion_tokens_details"] = {"reasoning_tokens": counts.reasoning}
     return out
 
 

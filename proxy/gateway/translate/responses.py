@@ -337,16 +337,6 @@ def _count(value: object, default: int = 0) -> int:
     return value if type(value) is int and value >= 0 else default
 
 
-def usage_from_response(usage: dict | None) -> tuple[int, int] | None:
-    """(input_tokens, output_tokens) of a Responses ``usage``, or None when it has no real counts."""
-    if not isinstance(usage, dict):
-        return None
-    prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
-    if type(prompt) is int and type(completion) is int and prompt >= 0 and completion >= 0:
-        return prompt, completion
-    return None
-
-
 def response_from_chat(
     completion: dict, *, response_id: str, created_at: int, model: str, request: dict,
     completed_at: int | None = None, want_reasoning: bool = False,
