@@ -37,6 +37,11 @@ class Incoming:
                 return value.decode("latin-1")
         return None
 
+    def header_joined(self, name: bytes) -> str | None:
+        """Every value of a header a client may send more than once, as one comma-separated list."""
+        values = [value.decode("latin-1") for key, value in self.scope["headers"] if key == name]
+        return ", ".join(values) if values else None
+
     def common_headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (time.perf_counter() - self.started - self.upstream_time) * 1000
         request_id = str(self.request_id).encode()

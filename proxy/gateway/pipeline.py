@@ -1,6 +1,6 @@
 """The /v1 hot path, top to bottom. Each step raises a typed error from proxy/gateway/errors.py on refusal.
 
-``serve`` runs any endpoint's declaration (proxy/gateway/endpoints/): parse -> authenticate -> resolve model
+``serve`` runs any endpoint's declaration (proxy/gateway/endpoints/): authenticate -> parse -> resolve model
 -> admit -> reserve -> relay -> settle. The listing and key routes below it read, and count nothing.
 """
 
@@ -44,8 +44,8 @@ ENDPOINT_OF_MODE = {
 
 
 async def serve(rt: Runtime, req: Incoming, endpoint: Endpoint) -> None:
+    key_hash, key = await rt.keys.authenticate(req.credentials())  # 401 / 403, before the body is read
     request = endpoint.parse(req.body)  # 400 with `param` on any violation
-    key_hash, key = await rt.keys.authenticate(req.credentials())  # 401 / 403
     model = await rt.catalog.resolve(request.model, key.allowed_models)  # 404 / 403 before anything counts
     _check_serves(model, endpoint)  # 404 for a model of another endpoint
     request.output_limit = endpoint.max_output(request, model)
@@ -263,8 +263,8 @@ async def count_tokens(rt: Runtime, req: Incoming) -> None:
     """``POST /v1/messages/count_tokens``: a valid key, but no request against its limits (Claude clients
     call it often). The model's first route answers it when it speaks Anthropic's API; otherwise, or when
     that upstream fails, the input is counted here. A request the upstream refuses is the client's to see."""
-    body = checked_messages_body(req.body, counting=True)
     key = await _caller(rt, req)
+    body = checked_messages_body(req.body, counting=True)
     model = await rt.catalog.resolve(body["model"], key.allowed_models)
     _check_serves(model, MESSAGES)
     route = next((r for r in model.routes if not rt.circuits.is_open(r.provider)), None)
@@ -273,7 +273,9 @@ async def count_tokens(rt: Runtime, req: Incoming) -> None:
         if counted is not None:
             await send_json(req, 200, dumps(counted))
             return
-    local = tokens.count_messages(chat_body_from_messages(body).get("messages") or [])
+    local = tokens.count_messages(chat_body_from_messages(body).get("messages") or []) + tokens.count_tools(
+        body.get("tools")
+    )
     await send_json(req, 200, dumps({"input_tokens": local}))
 
 

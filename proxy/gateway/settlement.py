@@ -20,6 +20,7 @@ not overdraw). That means the worst-case estimate was wrong, so it is logged and
 import logging
 import time
 import uuid
+from dataclasses import replace
 from decimal import Decimal
 
 import orjson
@@ -79,8 +80,11 @@ def token_counts(endpoint: Endpoint, request: Request, tally: Tally) -> tuple[Us
     """The request's usage: the upstream's, else a local count of input and output (flagged as estimated)."""
     if tally.usage is not None:
         return tally.usage, False
+    output = endpoint.count_output(tally)
+    if tally.input_usage is not None:  # the upstream's input, cache buckets and all; the output counted here
+        return replace(tally.input_usage, output=output, reasoning=0), True
     prompt = request.prompt_tokens if request.prompt_tokens is not None else endpoint.count_input(request)
-    return Usage(input=prompt, output=endpoint.count_output(tally)), True
+    return Usage(input=prompt, output=output), True
 
 
 def rough_counts(tally: Tally, raw_size: int) -> tuple[Usage, bool]:

@@ -34,6 +34,9 @@ class Tally:
 
     usage: Usage | None = None  # what the upstream reported, as one canonical usage (billing/usage.py)
     raw_usage: dict | None = None  # the upstream's own usage object, kept on the record for audits
+    # The input side a stream reported at its start (Anthropic's message_start), before its output was known:
+    # what a stream cut before its final usage is billed for, with its output counted locally.
+    input_usage: Usage | None = None
     finish_reason: str = ""
     pieces: list[str] = field(default_factory=list)  # content seen, for a local count when usage is missing
     first_token_at: float | None = None
@@ -215,7 +218,9 @@ async def relay_stream(
             if chunk is None:
                 break
             if "error" in chunk:
-                raise ValueError("the upstream reported an error mid-stream")
+                tally.error_code = "upstream_error"
+                await _write(req, writer.failure(_reported(chunk)))
+                break
             await _forward(req, (raw, chunk), tally, writer)
     except TimeoutError:
         tally.error_code = "upstream_timeout"
@@ -225,6 +230,17 @@ async def relay_stream(
         tally.error_code = "upstream_cut"
         await _write(req, writer.failure(errors.bad_gateway("The upstream provider failed mid-stream.")))
     await req.send({"type": "http.response.body", "body": await writer.end(), "more_body": False})
+
+
+def _reported(event: dict) -> errors.ApiError:
+    """An error the upstream reported in its stream, for the client: Anthropic's type (``overloaded_error``,
+    say) is kept for an Anthropic client; its message is not passed on, as it may quote the request."""
+    err = errors.bad_gateway("The upstream provider failed mid-stream.")
+    reported = event.get("error")
+    kind = reported.get("type") if isinstance(reported, dict) else None
+    if event.get("type") == "error" and isinstance(kind, str) and kind in errors.ANTHROPIC_TYPES.values():
+        err.anthropic_type = kind
+    return err
 
 
 async def _write(req: Incoming, data: bytes) -> None:

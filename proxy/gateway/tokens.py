@@ -8,10 +8,12 @@ reply. Other vendors' tokenizers differ by a few percent; the upstream's own usa
 from functools import cache
 
 import bpe_openai
+import orjson
 
 PER_MESSAGE = 3
 REPLY_PRIMING = 3
-IMAGE_TOKENS = 85  # OpenAI's charge for a low-detail image; the estimate for any non-text part
+IMAGE_TOKENS = 85  # OpenAI's charge for a low-detail image; the estimate for any non-text part but a file
+BYTES_PER_FILE_TOKEN = 16
 # The tokenizer refuses a text of 1,000,000 characters or one of over 200,000 tokens. No character encodes to
 # more than 4 tokens (one per UTF-8 byte at worst), so a piece of 40,000 characters is always accepted, and a
 # longer text is counted piece by piece. Pieces are cut before a space where one is near, so that a word is
@@ -53,8 +55,23 @@ def _content_tokens(content: object) -> int:
         for part in content:
             if isinstance(part, dict):
                 text = part.get("text") if part.get("type") in ("text", "refusal") else None
-                total += count_text(text) if isinstance(text, str) else IMAGE_TOKENS
+                total += count_text(text) if isinstance(text, str) else _part_tokens(part)
     return total
+
+
+def _part_tokens(part: dict) -> int:
+    """A non-text part: an image at IMAGE_TOKENS; a file (a PDF, say) by its size, since providers bill each
+    of its pages as text and images, at a token per BYTES_PER_FILE_TOKEN bytes of its base64 at the least."""
+    file = part.get("file")
+    data = file.get("file_data") if isinstance(file, dict) else None
+    return max(IMAGE_TOKENS, len(data) // BYTES_PER_FILE_TOKEN) if isinstance(data, str) else IMAGE_TOKENS
+
+
+def count_tools(tools: object) -> int:
+    """The tools a request offers: their names, descriptions and schemas go to the model as input too."""
+    if not isinstance(tools, list) or not tools:
+        return 0
+    return count_text(orjson.dumps(tools).decode())
 
 
 def count_messages(messages: list) -> int:

@@ -27,8 +27,9 @@ T = TypeVar("T")
 # connection errors), or bytes that are not what was promised (ValueError from the JSON and SSE parsers).
 UPSTREAM_FAULTS = (TimeoutError, ValueError, OSError, aiohttp.ClientError)
 
-# Statuses that say "this provider, not this request": try the next route.
-_RETRYABLE = {401, 403, 408, 409, 425, 429}
+# Statuses that say "this provider, not this request": try the next route. A 402 is the operator's account
+# with the provider running dry, never the client's credit (which is ours to refuse, before the relay).
+_RETRYABLE = {401, 402, 403, 408, 409, 425, 429}
 
 
 @dataclass(eq=False)
@@ -84,7 +85,7 @@ def _request_headers(provider: ProviderInfo, client: Incoming | None) -> tuple[s
         return "", _headers(provider.secret)
     if client is None:
         return "", _anthropic_headers(provider.secret, None, None)
-    version, beta = client.header(b"anthropic-version"), client.header(b"anthropic-beta")
+    version, beta = client.header(b"anthropic-version"), client.header_joined(b"anthropic-beta")
     query = "?beta=true" if client.query().get("beta") == "true" else ""
     return query, _anthropic_headers(provider.secret, version, beta)
 
@@ -190,5 +191,11 @@ def exhausted(last: UpstreamFailure | None) -> errors.ApiError:
     if last.status == 429:
         return errors.service_unavailable(
             "The upstream providers are rate limiting; retry shortly.", retry_after=2
+        )
+    if (
+        last.status == 529
+    ):  # Anthropic's overload: the client's SDK retries a 529 (an Anthropic client's) or 503
+        return errors.service_unavailable(
+            "The upstream providers are overloaded; retry shortly.", retry_after=2
         )
     return errors.bad_gateway()

@@ -19,8 +19,8 @@ def funded(make_user, make_key):
 
 @pytest.fixture(scope="module")
 def anthropic_routes(live_database, upstream, tmp_path_factory) -> dict[str, str]:
-    """Models on an Anthropic-style provider, by behaviour; ``mixed`` fails there and has an OpenAI-style
-    route second."""
+    """Models on an Anthropic-style provider, by behaviour; ``mixed`` (a 500) and ``unpaid`` (a 402) fail
+    there and have an OpenAI-style route second."""
     from proxy.catalog.importer import catalog_import
     from tests.conftest import unique, write_catalog
 
@@ -31,16 +31,17 @@ def anthropic_routes(live_database, upstream, tmp_path_factory) -> dict[str, str
          "circuit_threshold": 1000},
         {"name": chat_only, "base_url": upstream.url_for(chat_only), "api_key_env": "TEST_UPSTREAM_KEY"},
     ]  # fmt: skip
-    behaviours = ("echo", "cut-after:2", "fail-500", "slow-first-token:1.2")
+    behaviours = ("echo", "cut-after:2", "fail-500", "fail-529", "slow-first-token:1.2")
     names = {b: unique(f"cl-{b.replace(':', '-').replace('.', '-')}") for b in behaviours}
     models = [
         {"id": names[b], "owned_by": "anthropic", "routes": [{"provider": native, "upstream_model": b}]}
         for b in behaviours
     ]
-    names["mixed"] = unique("cl-mixed")
-    models.append({"id": names["mixed"], "owned_by": "anthropic", "routes": [
-        {"provider": native, "upstream_model": "fail-500", "priority": 1},
-        {"provider": chat_only, "upstream_model": "echo", "priority": 2},
-    ]})  # fmt: skip
+    for name, first in (("mixed", "fail-500"), ("unpaid", "fail-402")):
+        names[name] = unique(f"cl-{name}")
+        models.append({"id": names[name], "owned_by": "anthropic", "routes": [
+            {"provider": native, "upstream_model": first, "priority": 1},
+            {"provider": chat_only, "upstream_model": "echo", "priority": 2},
+        ]})  # fmt: skip
     catalog_import(path=write_catalog(tmp_path_factory.mktemp("claude") / "c.toml", providers, models))
     return {**names, "native": native, "chat_only": chat_only}

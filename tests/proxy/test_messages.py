@@ -9,8 +9,10 @@ through.
 import json
 
 import anthropic
+import openai
 import pytest
 import requests
+import urllib3
 
 from tests.conftest import unique, write_catalog
 from tests.proxy.test_chat import HIGH_LIMITS, client, marker, wait_usage
@@ -460,3 +462,74 @@ def test_a_chat_client_asks_an_anthropic_route_for_prompt_caching(gateway, anthr
     (first, written), (second, read) = usages
     assert written.cache_write_tokens == 5 and read.cache_read_tokens == 5
     assert second.prompt_tokens_details.cached_tokens == 5 and second.prompt_tokens == first.prompt_tokens
+
+
+# --- what a careful review found ------------------------------------------------------------------------------
+
+
+def test_a_stream_cut_before_its_final_usage_is_billed_for_what_it_sent(gateway, anthropic_routes, key):
+    """message_start's output count is a placeholder: the record counts what reached the client instead,
+    and keeps the upstream's input."""
+    answer = requests.post(
+        f"{gateway.url}/v1/messages", stream=True, timeout=30,
+        json={"model": anthropic_routes["cut-after:2"], "max_tokens": 64, "stream": True,
+              "messages": [{"role": "user", "content": "alpha beta gamma delta epsilon"}]},
+        headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+    )  # fmt: skip
+    lines = [line for line in answer.iter_lines(decode_unicode=True) if line]
+    start = json.loads(next(line for line in lines if '"message_start"' in line).removeprefix("data: "))
+    record = wait_usage(answer.headers["x-request-id"])
+    assert record.tokens_estimated and record.completion_tokens >= 2  # "You said:" at least
+    assert record.prompt_tokens == start["message"]["usage"]["input_tokens"]
+
+
+def test_a_provider_out_of_credit_fails_over_and_is_never_the_clients_402(gateway, anthropic_routes, key):
+    message = claude(gateway, key).messages.create(
+        model=anthropic_routes["unpaid"], max_tokens=32, messages=[{"role": "user", "content": "still here"}]
+    )
+    assert text_of(message) == "You said: still here"
+
+
+def test_an_overloaded_provider_is_an_overloaded_error(gateway, anthropic_routes, key):
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        claude(gateway, key).messages.create(
+            model=anthropic_routes["fail-529"], max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.status_code == 529 and caught.value.body["error"]["type"] == "overloaded_error"
+
+
+def test_a_missing_key_is_refused_before_the_body_is_read(gateway):
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        answer = requests.post(
+            f"{gateway.url}{path}", data=b"{not json", headers={"anthropic-version": "2023-06-01"}
+        )
+        assert_anthropic_error(answer, 401, "authentication_error")
+
+
+def test_several_choices_are_refused_on_an_anthropic_route(gateway, anthropic_routes, key):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway, key).chat.completions.create(
+            model=anthropic_routes["echo"], n=2, messages=[{"role": "user", "content": "twice"}]
+        )
+    assert caught.value.body["param"] == "n"
+
+
+def test_an_unknown_messages_url_answers_in_anthropics_shape(gateway, key):
+    answer = requests.post(f"{gateway.url}/v1/messages/batches", json={}, headers={"x-api-key": key})
+    assert_anthropic_error(answer, 404, "not_found_error")
+
+
+def test_every_beta_header_line_is_forwarded(gateway, anthropic_routes, key, upstream):
+    word = marker()
+    headers = urllib3.HTTPHeaderDict({"x-api-key": key, "anthropic-version": "2023-06-01"})
+    for beta in ("one-2025", "two-2025"):  # two lines of one header, as some HTTP clients send them
+        headers.add("anthropic-beta", beta)
+    body = {
+        "model": anthropic_routes["echo"],
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": word}],
+    }
+    answer = urllib3.request("POST", f"{gateway.url}/v1/messages", json=body, headers=headers, timeout=30)
+    assert answer.status == 200, answer.data
+    sent = [r for r in sent_to_messages(upstream, anthropic_routes["native"]) if word in json.dumps(r.json)]
+    assert sent[-1].headers["anthropic-beta"] == "one-2025, two-2025"

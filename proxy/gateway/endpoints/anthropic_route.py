@@ -76,8 +76,10 @@ def take_event(tally: Tally, event: dict, usage: dict) -> None:
         if block.get("type") == "tool_use":
             tally.first_token_at = time.perf_counter()
     elif kind == "message_start":
+        # Its output_tokens is a placeholder: only the input is known yet (the final usage comes with
+        # message_delta). A stream that ends before then has its output counted locally.
         usage.update((event.get("message") or {}).get("usage") or {})
-        take_usage(tally, usage)
+        tally.input_usage = from_anthropic(usage)
     elif kind == "message_delta":
         usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
         take_usage(tally, usage)
@@ -139,7 +141,7 @@ class ChatOverMessages:
         kind = event.get("type")
         if kind in ("message_start", "message_delta"):
             take_event(tally, event, self.usage)
-        elif kind == "message_stop" and self.usage:
+        elif kind == "message_stop" and tally.usage is not None:
             # The chat usage chunk just fed lumps both cache writes together: Anthropic's own usage stands.
             take_usage(tally, self.usage)
         self.finished = self.chunks.finished

@@ -60,7 +60,6 @@ class Endpoint:
         None  # (runtime, incoming, key, request)
     )
     keep: Callable[[Any, Any, Any, dict], Awaitable[None]] | None = None  # (runtime, key, request, answer)
-    anthropic: bool = False  # its clients speak Anthropic's API: errors in Anthropic's shape
 
     def upstream_for(self, route: RouteInfo) -> Upstream:
         """A route's own dialect when the endpoint declares one for it, else OpenAI's chat-style API."""

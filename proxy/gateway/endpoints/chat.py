@@ -6,7 +6,7 @@ import orjson
 
 from billing.credits import DEFAULT_MAX_OUTPUT
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
-from proxy.gateway import tokens
+from proxy.gateway import errors, tokens
 from proxy.gateway.endpoints import anthropic_route
 from proxy.gateway.endpoints.base import ANTHROPIC, OPENAI, Endpoint, Upstream, as_received
 from proxy.gateway.schemas import ChatRequest, parse_chat_request
@@ -47,8 +47,12 @@ def check_answer(raw: bytes) -> dict:
 
 def anthropic_body(request: ChatRequest, route: RouteInfo, stream: bool) -> bytes:
     """The request as a Messages body; without an output limit of its own, it gets the one its reservation
-    was sized from (for one choice: an Anthropic route answers with one)."""
-    limit = request.max_tokens or (request.output_limit or 0) // max(request.n, 1) or None
+    was sized from."""
+    if request.n > 1:  # Anthropic's API makes one answer a call; the client would get fewer than it asked for
+        raise errors.invalid_request(
+            f"This model's provider answers one choice per request; n must be 1, got {request.n}.", param="n"
+        )
+    limit = request.max_tokens or request.output_limit
     return anthropic_route.body_from_chat(request.body, route, stream, limit)
 
 
@@ -66,7 +70,9 @@ CHAT = Endpoint(
     path="/v1/chat/completions",
     mode="chat",
     parse=parse_chat_request,
-    count_input=lambda request: tokens.count_messages(request.messages),
+    count_input=lambda request: (
+        tokens.count_messages(request.messages) + tokens.count_tools(request.body.get("tools"))
+    ),
     max_output=max_output,
     count_output=lambda tally: tokens.count_completion(tally.pieces),
     upstreams={

@@ -53,7 +53,10 @@ def parse(raw: bytes) -> MessagesRequest:
 
 
 def count_input(request: MessagesRequest) -> int:
-    return tokens.count_messages(request.chat.get("messages") or [])
+    """The translated messages (the system prompt among them) and every tool offered, server tools too."""
+    return tokens.count_messages(request.chat.get("messages") or []) + tokens.count_tools(
+        request.body.get("tools")
+    )
 
 
 # --- an Anthropic-style route: the body and the answer as they are -----------------------------------------
@@ -176,5 +179,4 @@ MESSAGES = Endpoint(
             stream_writer=MessagesEvents,
         ),
     },
-    anthropic=True,
 )

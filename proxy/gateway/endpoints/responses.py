@@ -286,7 +286,10 @@ RESPONSES = Endpoint(
     path="/v1/responses",
     mode="chat",
     parse=parse,
-    count_input=lambda request: tokens.count_messages(request.chat.get("messages") or []),
+    count_input=lambda request: (
+        tokens.count_messages(request.chat.get("messages") or [])
+        + tokens.count_tools(request.body.get("tools"))
+    ),
     max_output=max_output,
     count_output=lambda tally: tokens.count_completion(tally.pieces),
     upstreams={
