@@ -56,6 +56,8 @@ async def serve(rt: Runtime, req: Incoming, endpoint: Endpoint) -> None:
     key, quota = await admission.admit(rt, req, key_hash, key)  # 429 + Retry-After
     model, reservation, claim = await _reserve(rt, req, endpoint, key, quota, request)  # 402; never overdraws
     tally, status = Tally(), 500
+    if settlement.wants_cost(request.body):  # its cost in the answer's usage
+        tally.cost_of = partial(settlement.cost_report, model, tally)
     try:
         status = await _relay(rt, req, endpoint, key, model, request, tally)  # failover before the first byte
     except errors.ApiError as err:
@@ -181,6 +183,8 @@ async def _relay_plain(
     tally.first_token_at = time.perf_counter()
     upstream.take_answer(tally, answer)
     out = upstream.write_answer(request, answer)
+    if tally.cost_of is not None and isinstance(out.get("usage"), dict):
+        out["usage"] = {**out["usage"], **tally.cost_of()}
     if endpoint.keep is not None:
         await endpoint.keep(rt, key, request, out)
     await send_json(req, 200, dumps(out))

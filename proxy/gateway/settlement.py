@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from billing.credits import Reservation
 from billing.models import UsageNote as Note
-from billing.pricing import usage_cost
+from billing.pricing import MILLION, to_money, usage_cost
 from billing.settlement import Finished
 from billing.usage import Usage
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
@@ -155,6 +155,32 @@ def audit_copy(raw: dict | None) -> dict | None:
     except TypeError:
         return None
     return raw if len(text) <= MAX_RAW_USAGE_BYTES and b"\\u0000" not in text else None
+
+
+def cost_report(model: ModelInfo, tally: Tally) -> dict:
+    """The cost fields of a usage object, for a client that asked for them (``"usage": {"include": true}``,
+    as OpenRouter's clients send it): the request's cost in USD, as its usage record has it (unless the
+    upstream reported more than the reservation covered: the charge then stops there), and its parts. Empty
+    until the upstream has said what was used. JSON numbers, as OpenRouter sends them; the exact Decimal is
+    the usage record's (the generation API)."""
+    usage = tally.usage
+    if usage is None:
+        return {}
+    usage = usage.clamped()
+    prices = model.prices
+    parts = {
+        "input": usage.input * prices.input, "cache_read": usage.cache_read * prices.cached_input,
+        "cache_write": usage.cache_write_5m * prices.cache_write,
+        "cache_write_1h": usage.cache_write_1h * prices.cache_write_1h, "output": usage.output * prices.output,
+    }  # fmt: skip
+    details = {name: float(to_money(value / MILLION)) for name, value in parts.items()}
+    details["request"] = float(prices.request)
+    return {"cost": float(usage_cost(usage, prices)), "cost_details": details}
+
+
+def wants_cost(body: dict) -> bool:
+    option = body.get("usage")
+    return isinstance(option, dict) and option.get("include") is True
 
 
 def _charge(request_id, model: ModelInfo, usage: Usage, reservation: Reservation):

@@ -8,6 +8,7 @@ byte can no longer change the status, so it is reported in-band: one ``data: {"e
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +38,9 @@ class Tally:
     # The input side a stream reported at its start (Anthropic's message_start), before its output was known:
     # what a stream cut before its final usage is billed for, with its output counted locally.
     input_usage: Usage | None = None
+    # Set when the client asked for its cost in the answer (``"usage": {"include": true}``): the cost
+    # fields to add to a usage object (proxy/gateway/settlement.py ``cost_report``).
+    cost_of: Callable[[], dict] | None = None
     finish_reason: str = ""
     pieces: list[str] = field(default_factory=list)  # content seen, for a local count when usage is missing
     first_token_at: float | None = None
@@ -158,8 +162,11 @@ class ChatChunks:
 
     async def chunk(self, raw: bytes, chunk: dict, tally: Tally) -> bytes:
         take_chat_chunk(tally, chunk)
-        if chunk.get("usage") is not None and not chunk.get("choices") and not self.include_usage:
+        usage = chunk.get("usage")
+        if usage is not None and not chunk.get("choices") and not self.include_usage:
             return b""
+        if isinstance(usage, dict) and tally.cost_of is not None:
+            raw = orjson.dumps({**chunk, "usage": {**usage, **tally.cost_of()}})
         return b"data: " + raw + b"\n\n"
 
     def failure(self, err: errors.ApiError) -> bytes:

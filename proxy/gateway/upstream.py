@@ -43,8 +43,10 @@ class UpstreamFailure(Exception):
 
 def routed_body(body: dict, route: RouteInfo, stream: bool, extra: dict | None = None) -> bytes:
     """The client's body for this route: the upstream's model name, ``extra`` fields, and usage asked for on
-    streams (the gateway needs it; the usage chunk is kept back unless the client asked for it too)."""
+    streams (the gateway needs it; the usage chunk is kept back unless the client asked for it too). The
+    client's ``usage`` option is the gateway's (proxy/gateway/settlement.py ``cost_report``)."""
     out = {**body, "model": route.upstream_model}
+    out.pop("usage", None)  # the gateway's own option (its cost in the answer), not the upstream's
     if extra:
         out.update(extra)
     if stream and route.provider.stream_usage:

@@ -63,7 +63,9 @@ def count_input(request: MessagesRequest) -> int:
 
 
 def passthrough_body(request: MessagesRequest, route: RouteInfo, _stream: bool) -> bytes:
-    return orjson.dumps({**request.body, "model": route.upstream_model})
+    body = {**request.body, "model": route.upstream_model}
+    body.pop("usage", None)  # the gateway's own option: its cost in the answer
+    return orjson.dumps(body)
 
 
 class MessagesPassthrough:

@@ -206,6 +206,7 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 def passthrough_body(request: ResponsesRequest, route: RouteInfo, stream: bool) -> bytes:
     """The client's body with the route's model name; a conversation this provider doesn't keep is replayed."""
     body = {**request.body, "model": route.upstream_model}
+    body.pop("usage", None)  # the gateway's own option: its cost in the answer
     if request.previous_id and request.previous_provider != route.provider.id:
         body.pop("previous_response_id", None)
         body["input"] = [
