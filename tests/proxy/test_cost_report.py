@@ -68,3 +68,20 @@ def test_a_claude_client_gets_its_cost_too(gateway, priced, funded):
         extra_body={"usage": {"include": True}},
     )  # fmt: skip
     assert message.usage.model_dump()["cost"] > float(FEE)
+
+
+def test_the_other_streams_end_with_their_cost(gateway, priced, funded):
+    api = client(gateway, funded)
+    with api.responses.stream(
+        model=priced, input="responses cost", extra_body={"usage": {"include": True}}
+    ) as s:
+        list(s)
+        final = s.get_final_response()
+    assert final.usage.model_dump()["cost"] > float(FEE)
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=funded, max_retries=0)
+    with claude.messages.stream(
+        model=priced, max_tokens=16, messages=[{"role": "user", "content": "messages cost"}],
+        extra_body={"usage": {"include": True}},
+    ) as stream:  # fmt: skip
+        deltas = [event for event in stream if event.type == "message_delta"]
+    assert deltas[-1].usage.model_dump()["cost"] > float(FEE)

@@ -85,6 +85,8 @@ class MessagesPassthrough:
         anthropic_route.take_event(tally, event, self.usage)
         if kind == "message_stop":
             self.finished = True
+        elif kind == "message_delta" and tally.cost_of is not None and isinstance(event.get("usage"), dict):
+            raw = orjson.dumps({**event, "usage": {**event["usage"], **tally.cost_of()}})
         return anthropic_route.sse(kind, raw)
 
     def failure(self, err: errors.ApiError) -> bytes:
@@ -133,7 +135,11 @@ class MessagesEvents:
     async def end(self) -> bytes:
         if self.failed:
             return b""
-        return b"".join(map(sse, self.events.finish(output_tokens=self._output_tokens())))
+        closing = self.events.finish(output_tokens=self._output_tokens())
+        cost_of = self.tally.cost_of if self.tally is not None else None
+        if cost_of is not None:  # the closing message_delta's usage
+            closing[-2]["usage"] = {**closing[-2]["usage"], **cost_of()}
+        return b"".join(map(sse, closing))
 
     def _output_tokens(self) -> int:
         """What the final usage says was produced when the upstream sent no usage: the local count."""

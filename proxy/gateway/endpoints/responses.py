@@ -164,11 +164,13 @@ class ResponsesEvents:
             request=request.body,
         )  # fmt: skip
         self.error: dict | None = None
+        self.tally: Tally | None = None
 
     def start(self) -> bytes:
         return b"".join(map(sse_event, self.events.start()))
 
     async def chunk(self, raw: bytes, chunk: dict, tally: Tally) -> bytes:
+        self.tally = tally
         take_chat_chunk(tally, chunk)
         return b"".join(map(sse_event, self.events.feed(chunk)))
 
@@ -178,6 +180,10 @@ class ResponsesEvents:
 
     async def end(self) -> bytes:
         closing = self.events.finish(None, error=self.error, want_reasoning=self.request.want_reasoning)
+        response = closing[-1]["response"]
+        cost_of = self.tally.cost_of if self.tally is not None else None
+        if cost_of is not None and isinstance(response.get("usage"), dict):
+            response["usage"] = {**response["usage"], **cost_of()}
         if self.keep is not None:
             await self.keep(closing[-1]["response"])
         return b"".join(map(sse_event, closing))
