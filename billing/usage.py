@@ -11,10 +11,11 @@ Providers count the same things differently:
   left out of ``completion_tokens`` while ``total_tokens`` counts them: the output is then what the total
   says beyond the prompt.
 - The Responses API: ``input_tokens`` with ``input_tokens_details.cached_tokens``, ``output_tokens`` with
-  ``output_tokens_details.reasoning_tokens``.
+  ``output_tokens_details.reasoning_tokens``; as with Gemini's chat, an upstream that leaves thinking out of
+  ``output_tokens`` still counts it in ``total_tokens``, which then says the output.
 - Anthropic: ``input_tokens`` EXCLUDES ``cache_read_input_tokens`` and ``cache_creation_input_tokens``; the
   writes are split by ``cache_creation.ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens`` (all
-  5-minute when the split is missing).
+  5-minute when the split is missing; what the split leaves out of the total is 5-minute too).
 
 Each reader returns a ``Usage`` or None when the object is not usage (missing, negative or non-integer
 counts): the caller then counts locally. Parts that don't add up (cached tokens beyond the prompt, say) are
@@ -97,6 +98,9 @@ def from_responses(usage: object) -> Usage | None:
     details = usage.get("input_tokens_details")
     read = min(_part(details, "cached_tokens"), prompt)
     write = min(_part(details, "cache_write_tokens"), prompt - read)
+    total = _count(usage.get("total_tokens"))
+    if total is not None and total > prompt + output:  # thinking left out of output_tokens
+        output = total - prompt
     reasoning = min(_part(usage.get("output_tokens_details"), "reasoning_tokens"), output)
     return Usage(input=prompt - read - write, cache_read=read, cache_write_5m=write, output=output,
                  reasoning=reasoning)  # fmt: skip
@@ -110,11 +114,14 @@ def from_anthropic(usage: object) -> Usage | None:
     if uncached is None or output is None:
         return None
     read = _part(usage, "cache_read_input_tokens")
-    write_5m, write_1h = _part(usage, "cache_creation_input_tokens"), 0
+    written = _part(usage, "cache_creation_input_tokens")
+    write_5m, write_1h = written, 0
     split = usage.get("cache_creation")
     if isinstance(split, dict) and any(split.get(key) is not None for key in _SPLIT):
-        # The breakdown is what each bucket is billed by, so it stands over the total.
+        # The breakdown is what each bucket is billed by, so it stands over the total; but Anthropic has
+        # answered a total with a 0/0 breakdown (web search turns), so writes it leaves unplaced are 5-minute.
         write_5m, write_1h = (_part(split, key) for key in _SPLIT)
+        write_5m += max(written - write_5m - write_1h, 0)
     # Thinking, where an Anthropic-style upstream reports it apart: a part of the output.
     reasoning = min(_part(usage.get("output_tokens_details"), "thinking_tokens"), output)
     return Usage(input=uncached, cache_read=read, cache_write_5m=write_5m, cache_write_1h=write_1h,

@@ -1,6 +1,6 @@
 """Quick checks of the fake upstream's Anthropic Messages API, driven by the official ``anthropic`` SDK.
 
-Runs without Django (``-p no:django``): only the server, the SDK and ``requests`` (for the raw wire).
+Needs no database or gateway: only the server, the SDK and ``requests`` (for the raw wire).
 Every body is validated with the SDK's own pydantic types, strictly, not merely parsed.
 """
 

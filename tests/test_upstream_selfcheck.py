@@ -1,6 +1,6 @@
 """Quick checks of the fake upstream itself, so gateway test failures can be trusted to be the gateway's.
 
-Runs without Django (``-p no:django``): only the server, the ``openai`` SDK and aiohttp are involved.
+Needs no database or gateway: only the server, the ``openai`` SDK and aiohttp are involved.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ import pytest
 from openai.types.responses import Response
 
 from tests.spec import validator_for
-from tests.upstream import FakeUpstream, ResponseStore, embedding_vector
+from tests.upstream import (
+    SLOW_STREAM_MIN_WORDS,
+    FakeUpstream,
+    ResponseStore,
+    UsageReport,
+    embedding_vector,
+    parse_behaviour,
+)
 
 USER_HELLO = [{"role": "user", "content": "hello there"}]
 WEATHER_TOOL = {
@@ -947,3 +954,114 @@ def test_responses_live_under_prefixes(up: FakeUpstream) -> None:
 
     assert [r.path for r in up.find(prefix="p4")] == ["/p4/v1/responses"] * 2
     assert up.count(prefix="") == 0
+
+
+# ---------------------------------------------------------------------------------- usage behaviours
+
+
+def test_usage_behaviours_parse_alone_combined_and_leave_other_names_whole() -> None:
+    plain = parse_behaviour("cached:4")
+    assert (plain.name, plain.param, plain.usage) == ("echo", None, UsageReport(cached=4))
+    both = parse_behaviour("reasoning:3+long:5+deepseek-cache:2")
+    assert (both.name, both.param) == ("long", "5")
+    assert both.usage == UsageReport(deepseek_hit=2, reasoning=3)
+    assert parse_behaviour("gpt+x").name == "gpt+x" and parse_behaviour("gpt+x").usage == UsageReport()
+    assert parse_behaviour("cached:lots").name == "cached"  # not a count: not a usage behaviour
+
+
+def test_cached_and_reasoning_in_a_plain_chat_answer(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="cached:3+reasoning:7", messages=USER_HELLO)
+    reply, body = raw.parse(), json.loads(raw.text)
+
+    assert reply.choices[0].message.content == "You said: hello there"  # reasoning is hidden
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens_details and usage.completion_tokens_details
+    # 5 prompt tokens of which 3 cached; 4 content words + 7 reasoning tokens.
+    assert (usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens) == (5, 3)
+    assert (usage.completion_tokens, usage.completion_tokens_details.reasoning_tokens) == (11, 7)
+    assert usage.total_tokens == 16
+    _assert_valid("CompletionUsage", body["usage"])
+
+
+def test_cached_tokens_never_exceed_the_prompt(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model="cached:1000", messages=USER_HELLO)
+    assert reply.usage is not None and reply.usage.prompt_tokens_details is not None
+    assert reply.usage.prompt_tokens_details.cached_tokens == reply.usage.prompt_tokens == 5
+    assert reply.usage.completion_tokens_details is None
+
+
+def test_deepseek_cache_hits_and_misses_add_up_to_the_prompt(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="deepseek-cache:2", messages=USER_HELLO)
+    usage = json.loads(raw.text)["usage"]
+    assert usage == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9,
+                     "prompt_cache_hit_tokens": 2, "prompt_cache_miss_tokens": 3}  # fmt: skip
+    over = client.chat.completions.with_raw_response.create(model="deepseek-cache:9", messages=USER_HELLO)
+    assert json.loads(over.text)["usage"]["prompt_cache_miss_tokens"] == 0
+
+
+def test_the_usage_chunk_of_a_stream_carries_the_usage_behaviours(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="long:6+cached:4+reasoning:2",
+            messages=USER_HELLO,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "w1 w2 w3 w4 w5 w6"
+    usage = chunks[-1].usage
+    assert usage is not None and usage.prompt_tokens_details and usage.completion_tokens_details
+    assert (usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens) == (5, 4)
+    assert (usage.completion_tokens, usage.completion_tokens_details.reasoning_tokens) == (8, 2)
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_usage_behaviours_combine_with_stream_behaviours(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="slow-stream:0.001+deepseek-cache:5",
+            messages=USER_HELLO,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 2 + SLOW_STREAM_MIN_WORDS
+    assert usage.model_extra == {"prompt_cache_hit_tokens": 5, "prompt_cache_miss_tokens": 0}
+
+
+def test_legacy_completions_report_the_usage_behaviours(client: openai.OpenAI) -> None:
+    reply = client.completions.create(model="cached:1+reasoning:4", prompt="hello there")
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens_details and usage.completion_tokens_details
+    assert (usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens) == (2, 1)
+    assert (usage.completion_tokens, usage.completion_tokens_details.reasoning_tokens) == (4 + 4, 4)
+
+
+def test_responses_report_cached_and_reasoning_tokens(client: openai.OpenAI) -> None:
+    reply, _ = _respond(client, model="cached:3+reasoning:6", input="hello there")
+    usage = reply.usage
+    assert usage is not None and reply.output_text == "You said: hello there"
+    assert (usage.input_tokens, usage.input_tokens_details.cached_tokens) == (5, 3)
+    assert (usage.output_tokens, usage.output_tokens_details.reasoning_tokens) == (4 + 6, 6)
+    assert usage.total_tokens == 15
+    # A reasoning summary's words and the hidden reasoning add up.
+    summed, _ = _respond(client, model="reasoning:6", input="hello there", reasoning={"effort": "low"})
+    assert summed.usage is not None and summed.usage.output_tokens_details.reasoning_tokens == 5 + 6
+    assert summed.usage.output_tokens == 4 + 5 + 6
+
+
+def test_a_streamed_response_reports_them_in_its_final_response(up: FakeUpstream) -> None:
+    events = _stream_events(up, {"model": "cached:99+reasoning:1", "input": "hello there"})
+    final = events[-1]
+    assert final["type"] == "response.completed"
+    usage = final["response"]["usage"]
+    assert usage["input_tokens_details"]["cached_tokens"] == usage["input_tokens"] == 5
+    assert usage["output_tokens_details"]["reasoning_tokens"] == 1 and usage["output_tokens"] == 5
+
+
+def test_without_usage_behaviours_the_usage_keeps_its_plain_shape(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="echo", messages=USER_HELLO)
+    assert set(json.loads(raw.text)["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
+    silent = client.chat.completions.create(model="no-usage+cached:3", messages=USER_HELLO)
+    assert silent.usage is None

@@ -37,7 +37,24 @@ stream-only ones do nothing to embeddings, which never stream.
                            non-stream (embeddings too): headers + half the body, then abort
 ``garbage``                HTTP 200, ``application/json``, body that is not JSON
 ``early-close``            close the connection without sending any response
+``cached:N``               success; OpenAI-style usage says N of the prompt tokens were read from its cache:
+                           ``prompt_tokens_details.cached_tokens`` = min(N, prompt_tokens); responses:
+                           ``input_tokens_details.cached_tokens`` = min(N, input_tokens)
+``deepseek-cache:N``       success; DeepSeek-style usage (chat and legacy completions):
+                           ``prompt_cache_hit_tokens`` = min(N, prompt_tokens), ``prompt_cache_miss_tokens``
+                           the rest
+``reasoning:N``            success; N hidden reasoning tokens: ``completion_tokens_details.reasoning_tokens``
+                           = N, added to ``completion_tokens`` (whatever ``max_tokens`` says; no content
+                           changes); responses: added to ``output_tokens`` and to
+                           ``output_tokens_details.reasoning_tokens``
 =========================  ===========================================================================
+
+The last three are usage behaviours: they combine with each other and with one behaviour of the others by
+``+``, in any order (``cached:40+reasoning:3``, ``long:5+deepseek-cache:8``, ``slow-stream+cached:2``), and
+apply to plain answers and to a stream's usage chunk (or its final Response) alike. Without them a usage has
+no details (a Response's ``input_tokens_details.cached_tokens`` is 0). They do nothing to embeddings or to
+messages, whose cache is played by ``cache_control`` markers (below). A model name with no usage behaviour
+in it is read whole, ``+`` and all.
 
 Chat options honoured on success: ``stream``, ``stream_options.include_usage``, ``max_tokens`` /
 ``max_completion_tokens`` (truncates, finish_reason ``length``), ``response_format`` ``json_object``
@@ -138,16 +155,16 @@ Token accounting is deterministic so billing tests can predict it (a "word" is a
 
 * chat: prompt_tokens is the number of words in all message text plus 3 per message; completion_tokens is
   the number of content words, i.e. the number of streamed content chunks (a tool call counts as its 2
-  chunks: name and arguments);
+  chunks: name and arguments), plus the N of ``reasoning:N``;
 * responses: input_tokens is the words of ``instructions`` plus, over the whole conversation (the previous
   responses' inputs and outputs included), 3 + the words of each message, the words of each function call's
   name and arguments (2 for the calls this server makes) and of each function call output's output (reasoning
   and other items are free); output_tokens is the text's words (2 for a function call, as in chat) plus the
   reasoning summary's words, which are also ``output_tokens_details.reasoning_tokens``;
-  ``input_tokens_details.cached_tokens`` is 0;
+  ``input_tokens_details.cached_tokens`` is 0 (but see ``cached:N`` and ``reasoning:N``);
 * legacy completions: prompt_tokens is the number of words (or token ids) of every prompt, plus the words of
   ``suffix`` once per prompt; completion_tokens is, summed over the prompts, the number of generated words
-  (the echoed prompt not included) times ``max(n, best_of)``, as OpenAI bills ``best_of``;
+  (the echoed prompt not included) times ``max(n, best_of)``, as OpenAI bills ``best_of``, plus the N of ``reasoning:N``;
 * embeddings: prompt_tokens = total_tokens = the words of each string item plus the length of each token
   list;
 * messages: the input is 3 + the words of the name and description for each tool (its schema is free),
@@ -256,9 +273,24 @@ class DisconnectRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageReport:
+    """What the usage behaviours (``cached:N``, ``deepseek-cache:N``, ``reasoning:N``) make a success's usage
+    say; None: the behaviour was not asked for, and the usage keeps its plain shape."""
+
+    cached: int | None = None
+    deepseek_hit: int | None = None
+    reasoning: int = 0
+
+
+PLAIN_USAGE = UsageReport()
+USAGE_BEHAVIOURS = {"cached": "cached", "deepseek-cache": "deepseek_hit", "reasoning": "reasoning"}
+
+
+@dataclass(frozen=True, slots=True)
 class Behaviour:
     name: str
     param: str | None
+    usage: UsageReport = PLAIN_USAGE
 
     def number(self, default: float) -> float:
         try:
@@ -280,8 +312,45 @@ class Behaviour:
 
 @functools.lru_cache(maxsize=4096)
 def parse_behaviour(model: str) -> Behaviour:
-    base, sep, param = model.partition(":")
-    return Behaviour(base, param if sep else None)
+    """``<base>[:<param>]``, joined with ``+`` to usage behaviours (in any order); a name with no usage
+    behaviour in it is read whole, ``+`` and all."""
+    parts = model.split("+")
+    report: dict[str, int] = {}
+    rest = []
+    for part in parts:
+        base, _, param = part.partition(":")
+        if base in USAGE_BEHAVIOURS and param.isdigit():
+            report[USAGE_BEHAVIOURS[base]] = int(param)
+        else:
+            rest.append(part)
+    main = "+".join(rest) if report else model
+    base, sep, param = (main or "echo").partition(":")
+    return Behaviour(base, param if sep else None, UsageReport(**report) if report else PLAIN_USAGE)
+
+
+def chat_usage(prompt: int, completion: int, report: UsageReport) -> dict[str, Any]:
+    """Chat's (and legacy completions') usage object, with what the usage behaviours add: OpenAI's
+    ``prompt_tokens_details.cached_tokens`` and ``completion_tokens_details.reasoning_tokens`` (a part of
+    ``completion_tokens``), DeepSeek's ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens``."""
+    completion += report.reasoning
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if report.cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": min(report.cached, prompt), "audio_tokens": 0}
+    if report.reasoning:
+        usage["completion_tokens_details"] = {
+            "reasoning_tokens": report.reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        }
+    if report.deepseek_hit is not None:
+        hit = min(report.deepseek_hit, prompt)
+        usage["prompt_cache_hit_tokens"], usage["prompt_cache_miss_tokens"] = hit, prompt - hit
+    return usage
 
 
 _ERROR_KINDS: dict[int, tuple[str, str | None, str]] = {
@@ -440,19 +509,15 @@ class Completion:
     finish_reason: str
     prompt_tokens: int
     send_usage: bool
+    report: UsageReport = PLAIN_USAGE
 
     @property
     def completion_tokens(self) -> int:
         return TOOL_CALL_TOKENS if self.tool_name else len(self.words)
 
     @property
-    def usage(self) -> dict[str, int]:
-        completion = self.completion_tokens
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-        }
+    def usage(self) -> dict[str, Any]:
+        return chat_usage(self.prompt_tokens, self.completion_tokens, self.report)
 
 
 def plan_completion(body: dict[str, Any], behaviour: Behaviour) -> Completion:
@@ -475,6 +540,7 @@ def plan_completion(body: dict[str, Any], behaviour: Behaviour) -> Completion:
         finish_reason=finish_reason,
         prompt_tokens=count_prompt_tokens(messages if isinstance(messages, list) else []),
         send_usage=behaviour.name != "no-usage",
+        report=behaviour.usage,
     )
 
 
@@ -680,14 +746,11 @@ class TextCompletion:
     prompt_tokens: int
     completion_tokens: int
     send_usage: bool
+    report: UsageReport = PLAIN_USAGE
 
     @property
-    def usage(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        }
+    def usage(self) -> dict[str, Any]:
+        return chat_usage(self.prompt_tokens, self.completion_tokens, self.report)
 
 
 def stop_sequences(value: Any) -> list[str]:
@@ -765,6 +828,7 @@ def plan_text_completion(body: dict[str, Any], behaviour: Behaviour) -> TextComp
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         send_usage=behaviour.name != "no-usage",
+        report=behaviour.usage,
     )
 
 
@@ -1154,10 +1218,12 @@ def plan_response(
     }
     if behaviour.name != "no-usage":
         input_tokens = len(words_of(instructions)) + sum(item_tokens(item) for item in conversation)
+        reasoning_tokens += behaviour.usage.reasoning
         output_tokens = visible_tokens + reasoning_tokens
+        cached = min(behaviour.usage.cached or 0, input_tokens)
         response["usage"] = {
             "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
             "output_tokens": output_tokens,
             "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
             "total_tokens": input_tokens + output_tokens,
