@@ -34,8 +34,8 @@ from tests.upstream import (
 # (connect + first-byte limits), so "slow" is served and "too-slow" times out; "cut" cuts a stream after two
 # content chunks, or a plain answer halfway through its body.
 CHAOS_MENU = [
-    ("ok", 40, "echo"),
-    ("slow", 8, "slow-first-byte:0.3"),
+    ("ok", 40, "echo+cached:2"),  # served routes read two of the prompt tokens from the provider's cache
+    ("slow", 8, "slow-first-byte:0.3+cached:2"),
     ("too-slow", 4, "slow-first-byte:4"),
     ("cut", 8, "cut-after:2"),
     ("500", 10, "fail-500"),

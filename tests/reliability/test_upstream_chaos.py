@@ -2,6 +2,7 @@
 failover routes whose upstreams are slow, cut streams, answer 500 or 429, send garbage, close early, omit usage,
 or simply work (the menu is tests/reliability/chaos.py's ``CHAOS_MENU``).
 
+The model prices cache reads apart, and a route that works reads two of each prompt's tokens from its cache.
 One run feeds every test here. Afterwards each request the client sent has exactly one usage record (matched by
 ``x-request-id``) with the status the client saw, the sum of the usage costs equals the sum of the ledger debits
 to the last decimal, and reconciliation is clean.
@@ -16,7 +17,6 @@ import pytest_asyncio
 from django.conf import settings
 
 from billing import jobs
-from billing.pricing import cost as price_of
 from billing.services import account_for, credits_grant, customer_create
 from portal.accounts.services import key_create
 from proxy.catalog.importer import catalog_import
@@ -33,6 +33,7 @@ CONCURRENCY = 32
 ROUTES = 3
 FUNDS = Decimal(100)
 INPUT_PRICE, OUTPUT_PRICE = Decimal(2), Decimal(6)  # USD per million tokens
+CACHED_PRICE, CACHED = Decimal("0.5"), 2  # a working route reads two prompt tokens from its cache
 SERVED = {"ok", "slow", "no-usage"}  # faults after which the route answers in full
 FIRST_BYTE = (
     2.0  # the chaos providers' first-byte limit: "slow" (0.3 s) is well under it, "too-slow" (4 s) over
@@ -58,7 +59,7 @@ async def chaos_run(live_database, django_db_blocker, chaos_upstream, tmp_path_f
         ]  # fmt: skip
         model = {
             "id": unique("chaos-paid"), "owned_by": "test", "input_usd_per_mtok": str(INPUT_PRICE),
-            "output_usd_per_mtok": str(OUTPUT_PRICE),
+            "output_usd_per_mtok": str(OUTPUT_PRICE), "cached_input_usd_per_mtok": str(CACHED_PRICE),
             "routes": [{"provider": p, "upstream_model": f"chaos:{seed}", "priority": i}
                    for i, (p, seed) in enumerate(zip(prefixes, ROUTE_SEEDS, strict=True), 1)],
         }  # fmt: skip
@@ -148,12 +149,9 @@ def test_usage_costs_equal_ledger_debits_to_the_last_decimal_and_reconcile_is_cl
 def test_what_was_served_was_charged_at_the_upstreams_usage_and_failures_cost_nothing(chaos_run):
     usage, outcomes = chaos_run["books"].usage, chaos_run["outcomes"]
     words = len(request_text(0).split())
-    exact = price_of(
-        prompt_tokens=3 + words,
-        completion_tokens=2 + words,
-        input_price=INPUT_PRICE,
-        output_price=OUTPUT_PRICE,
-    )
+    exact = (
+        (3 + words - CACHED) * INPUT_PRICE + CACHED * CACHED_PRICE + (2 + words) * OUTPUT_PRICE
+    ) / 1_000_000
     for i, outcome in outcomes.items():
         cost, status, code = usage[outcome.request_id]
         if status >= 500 or status == 499:
