@@ -15,6 +15,11 @@ from portal.accounts.limits import effective_limits, window_usage
 from portal.accounts.models import ApiKey, User
 
 ZERO = Decimal(0)
+# What the usage endpoint sums of the rollups: the tokens, and their kinds (parts of the prompt and the output).
+TOKEN_KINDS = (
+    "prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+    "reasoning_tokens",
+)  # fmt: skip
 GROUPS = {
     "day": ("day",), "model": ("model__name",), "key": ("key_id", "key__name", "key__prefix"),
     "endpoint": ("endpoint",),
@@ -80,8 +85,8 @@ def usage_totals(
     if endpoint:
         rows = rows.filter(endpoint=endpoint)
     sums = {
-        "requests": Coalesce(Sum("requests"), 0), "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
-        "completion_tokens": Coalesce(Sum("completion_tokens"), 0), "cost": Coalesce(Sum("cost"), ZERO),
+        "requests": Coalesce(Sum("requests"), 0), "cost": Coalesce(Sum("cost"), ZERO),
+        **{name: Coalesce(Sum(name), 0) for name in TOKEN_KINDS},
     }  # fmt: skip
     fields = GROUPS[group_by]
     grouped = rows.values(*fields).annotate(**sums).order_by(*fields)

@@ -16,6 +16,11 @@ from portal.accounts.models import ApiKey
 
 log = logging.getLogger("billing.jobs")
 ZERO = Decimal(0)
+# The token counts a rollup sums from its records, under the same names on both models.
+ROLLED_UP_TOKENS = (
+    "prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+    "reasoning_tokens",
+)  # fmt: skip
 
 
 def usage_aggregate(*, days: int = 2) -> int:
@@ -30,17 +35,17 @@ def usage_aggregate(*, days: int = 2) -> int:
         UsageRecord.objects.filter(created_at__gte=start)
         .annotate(day=TruncDate("created_at"))
         .values("user_id", "key_id", "model_id", "endpoint", "day")
-        .annotate(n=Count("pk"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
-        .annotate(spent=Coalesce(Sum("cost"), ZERO))
+        .annotate(requests=Count("pk"), cost=Coalesce(Sum("cost"), ZERO))
+        .annotate(**{name: Coalesce(Sum(name), 0) for name in ROLLED_UP_TOKENS})
     )
     written = 0
     with transaction.atomic():
         for row in rows:
+            sums: dict[str, object] = dict(row)
             DailyUsage.objects.update_or_create(
                 user_id=row["user_id"], key_id=row["key_id"], model_id=row["model_id"],
                 endpoint=row["endpoint"], day=row["day"],
-                defaults={"requests": row["n"], "prompt_tokens": row["prompt"] or 0,
-                          "completion_tokens": row["completion"] or 0, "cost": row["spent"]},
+                defaults={name: sums[name] for name in ("requests", "cost", *ROLLED_UP_TOKENS)},
             )  # fmt: skip
             written += 1
     return written

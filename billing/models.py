@@ -177,6 +177,12 @@ class DailyUsage(models.Model):
     requests = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
+    # The token kinds of the records (UsageRecord's columns of the same names): parts of prompt_tokens, and
+    # reasoning a part of completion_tokens. Rows rolled up before they were counted hold 0.
+    cache_read_tokens = models.PositiveBigIntegerField(default=0, db_default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0, db_default=0)
+    cache_write_1h_tokens = models.PositiveBigIntegerField(default=0, db_default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0, db_default=0)
     cost = models.DecimalField(default=0, **MONEY)
 
     class Meta:

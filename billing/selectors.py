@@ -26,7 +26,10 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from billing.models import MONEY, Account, DailyUsage, LedgerEntry, UsageRecord
+from billing.pricing import usage_cost
+from billing.usage import Usage
 from portal.accounts.models import User
+from proxy.catalog.models import Model
 
 ZERO = Decimal(0)
 MONEY_FIELD = DecimalField(**MONEY)
@@ -115,6 +118,48 @@ def usage_days_list(
 
 
 @dataclass(frozen=True, slots=True)
+class CacheSaving:
+    """What the provider's cache changed on the bill over a range of days; see ``cache_saving_get``."""
+
+    cache_read_tokens: int
+    saved: Decimal
+
+    @property
+    def extra_cost(self) -> Decimal:
+        """What caching cost beyond what it saved, when the writes cost more than the reads saved."""
+        return max(-self.saved, ZERO)
+
+
+def cache_saving_get(*, user: User, since: date, until: date) -> CacheSaving | None:
+    """What caching saved between two UTC days (inclusive), or None when nothing was read from a cache.
+
+    Saved = what the cached input (reads and writes) would have cost at the model's input price, minus what
+    it cost at the cache's own prices. Reads are usually far cheaper than input and writes dearer, so this is
+    what the reads saved net of the extra the writes cost; it is negative when the writes cost more than the
+    reads saved. Priced from the rollups with each model's current price sheet (a price changed during the
+    range prices the whole range), so it is an estimate of the saving, not a second bill.
+    """
+    rows = list(
+        _daily(user=user, since=since, until=until).values("model_id")
+        .annotate(read=Sum("cache_read_tokens"), write_5m=Sum("cache_write_tokens"),
+                  write_1h=Sum("cache_write_1h_tokens"))
+        .filter(Q(read__gt=0) | Q(write_5m__gt=0) | Q(write_1h__gt=0))
+        .values_list("model_id", "read", "write_5m", "write_1h")
+    )  # fmt: skip
+    if not any(read for _, read, _, _ in rows):
+        return None
+    prices = {model.pk: model.prices for model in Model.objects.filter(pk__in=[row[0] for row in rows])}
+    saved, read_total = ZERO, 0
+    for model_id, read, write_5m, write_1h in rows:
+        sheet = prices[model_id]
+        cached = Usage(cache_read=read, cache_write_5m=write_5m, cache_write_1h=write_1h)
+        # The fee per request is in both costs, so it cancels out.
+        saved += usage_cost(Usage(input=cached.prompt), sheet) - usage_cost(cached, sheet)
+        read_total += read
+    return CacheSaving(read_total, saved)
+
+
+@dataclass(frozen=True, slots=True)
 class UsageOverview:
     """The dashboard's numbers, from one read of the rollups: the last 30 days, today, and this month."""
 
@@ -137,8 +182,9 @@ def usage_overview_get(*, user: User, today: date) -> UsageOverview:
 
 
 TABLE_FIELDS = [
-    "request_id", "created_at", "prompt_tokens", "completion_tokens", "tokens_estimated", "cost", "status",
-    "error_code", "latency_ms", "streamed", "endpoint", "model__name", "key__name", "key__prefix",
+    "request_id", "created_at", "prompt_tokens", "completion_tokens", "cache_read_tokens", "reasoning_tokens",
+    "tokens_estimated", "cost", "status", "error_code", "latency_ms", "streamed", "endpoint", "model__name",
+    "key__name", "key__prefix",
 ]  # fmt: skip
 # The request id breaks ties between requests settled in the same microsecond, so every page of a list is cut
 # at the same place however often it is read; the (user, -created_at, -request_id) index holds this order.
@@ -252,9 +298,12 @@ def usage_recent_list(*, user: User, limit: int = 8) -> list[UsageRecord]:
     )
 
 
+# The token kinds come last, so a reader of the columns that were there before finds them where they were.
+# Cache tokens are parts of prompt_tokens, reasoning tokens a part of completion_tokens.
 CSV_HEADER = [
     "time_utc", "request_id", "model", "key_name", "key_prefix", "prompt_tokens", "completion_tokens",
-    "cost_usd", "latency_ms", "status", "error_code", "streamed", "endpoint",
+    "cost_usd", "latency_ms", "status", "error_code", "streamed", "endpoint", "cache_read_tokens",
+    "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
 ]  # fmt: skip
 
 
@@ -263,6 +312,7 @@ def usage_csv_rows(*, user: User, usage_filter: UsageFilter, chunk_size: int = 2
     rows = usage_records_filter(user=user, usage_filter=usage_filter).values_list(
         "created_at", "request_id", "model__name", "key__name", "key__prefix", "prompt_tokens",
         "completion_tokens", "cost", "latency_ms", "status", "error_code", "streamed", "endpoint",
+        "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
     )  # fmt: skip
     for (
         created,
@@ -278,11 +328,12 @@ def usage_csv_rows(*, user: User, usage_filter: UsageFilter, chunk_size: int = 2
         code,
         streamed,
         endpoint,
+        *token_kinds,
     ) in rows.iterator(chunk_size=chunk_size):
         yield [
             created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), rid, model, key_name or "", prefix or "",
             prompt, completion, f"{cost.normalize():f}", latency, status, code, "yes" if streamed else "no",
-            endpoint,
+            endpoint, *token_kinds,
         ]  # fmt: skip
 
 

@@ -86,12 +86,37 @@ def model_catalog_list() -> QuerySet[Model]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogRow:
+    """A model on the public models page, with the prices it charges apart from its input and output prices:
+    each is None where it is what it defaults to (proxy/catalog/prices.py), so the page shows only what
+    makes a difference."""
+
+    model: Model
+    cached_input: Decimal | None
+    cache_write: Decimal | None
+    cache_write_1h: Decimal | None
+    request: Decimal | None
+
+
+def catalog_row(model: Model) -> CatalogRow:
+    prices = model.prices
+    return CatalogRow(
+        model,
+        cached_input=prices.cached_input if prices.cached_input != prices.input else None,
+        cache_write=prices.cache_write if prices.cache_write != prices.input else None,
+        cache_write_1h=prices.cache_write_1h if prices.cache_write_1h != prices.cache_write else None,
+        request=prices.request or None,
+    )
+
+
+def model_catalog_rows() -> list[CatalogRow]:
+    return [catalog_row(model) for model in model_catalog_list()]
+
+
 def model_example_get(*, mode: str = Model.Mode.CHAT) -> str | None:
     """A model id of this mode for code examples: a free one when there is one, so a copied example just
     works. None when no such model is served (the docs then show a well-known name)."""
-    served = model_catalog_list().filter(mode=mode)
-    models = list(served.values_list("name", "input_usd_per_mtok", "output_usd_per_mtok")[:200])
-    for name, price_in, price_out in models:
-        if price_in == 0 and price_out == 0:
-            return name
-    return models[0][0] if models else None
+    models = list(model_catalog_list().filter(mode=mode)[:200])
+    free = next((model for model in models if model.is_free), None)
+    return (free or models[0]).name if models else None

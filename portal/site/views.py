@@ -65,7 +65,7 @@ def landing(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def models_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "models.html", {"models": portal_selectors.model_catalog_list()})
+    return render(request, "models.html", {"rows": portal_selectors.model_catalog_rows()})
 
 
 @require_GET
@@ -145,6 +145,7 @@ def dashboard(request: AuthedRequest) -> HttpResponse:
         "quota": portal_selectors.key_quota_get(key=busiest, purchased=account.total_purchased)
         if busiest
         else None,
+        "cache": money.cache_saving_get(user=user, since=today.replace(day=1), until=today),
         "charts": _chart_pair(overview.days, "over the last 30 days"),
         "has_usage": any(d.requests for d in overview.days),
         "totals": {

@@ -61,7 +61,7 @@ def price(value) -> str:
     amount = Decimal(str(value))
     if amount == amount.to_integral():
         return f"${amount:,.0f}"
-    return usd(amount)
+    return usd_compact(amount)
 
 
 @register.filter

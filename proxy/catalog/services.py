@@ -17,7 +17,10 @@ from proxy.catalog.snapshot import provider_secret
 PROVIDER_AUDITED_FIELDS = (
     "name", "kind", "base_url", "api_key_env", "enabled", "connect_timeout", "first_byte_timeout", "idle_timeout",
 )  # fmt: skip
-MODEL_AUDITED_FIELDS = ("name", "input_usd_per_mtok", "output_usd_per_mtok", "max_output_tokens", "enabled")
+MODEL_AUDITED_FIELDS = (
+    "name", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "cache_write_usd_per_mtok",
+    "cache_write_1h_usd_per_mtok", "request_usd", "max_output_tokens", "enabled",
+)  # fmt: skip
 
 
 def catalog_saved() -> None:

@@ -2,12 +2,14 @@
 catalog change counter that makes every gateway reload."""
 
 import threading
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from billing.models import UsageRecord
 from portal.accounts.models import AuditEntry
 from portal.accounts.notify import catalog_version_sync
 from proxy.catalog.models import Model, Provider, Route
+from proxy.catalog.prices import Prices
 from proxy.catalog.snapshot import provider_secret
 from tests.admin.conftest import messages_of, run_action
 from tests.admin.test_journey import model_form, provider_form
@@ -144,7 +146,7 @@ def test_a_paid_model_needs_a_price_and_a_free_one_has_none(ops, upstream):
 
     free_with_price = model_form(unique("m"), [route(provider)], free="on")
     answer = ops.post("/admin/proxy/model/add/", free_with_price)
-    assert "A free model has both prices 0" in str(answer.context["adminform"].form.non_field_errors())
+    assert "A free model has every price 0" in str(answer.context["adminform"].form.non_field_errors())
 
     name = unique("m")
     free = model_form(name, [route(provider)], free="on", input_usd_per_mtok="0", output_usd_per_mtok="0")
@@ -153,6 +155,63 @@ def test_a_paid_model_needs_a_price_and_a_free_one_has_none(ops, upstream):
     output_only = unique("m")
     priced = model_form(output_only, [route(provider)], input_usd_per_mtok="0", output_usd_per_mtok="3")
     assert ops.post("/admin/proxy/model/add/", priced).status_code == 302
+
+
+def test_the_cache_prices_and_the_fee_count_in_the_free_rule(ops, upstream):
+    provider = make_provider(ops, upstream.url_for("fee-rule"))
+    zero = {"input_usd_per_mtok": "0", "output_usd_per_mtok": "0"}
+    fee_only = unique("m")
+    answer = ops.post(
+        "/admin/proxy/model/add/", model_form(fee_only, [route(provider)], **zero, request_usd="0.01")
+    )
+    assert answer.status_code == 302, answer.content  # paid per request only
+    assert not Model.objects.get(name=fee_only).is_free
+    for extra in ({"request_usd": "0.01"}, {"cache_write_usd_per_mtok": "1.25"}):
+        answer = ops.post(
+            "/admin/proxy/model/add/", model_form(unique("m"), [route(provider)], free="on", **zero, **extra)
+        )
+        assert "A free model has every price 0" in str(answer.context["adminform"].form.non_field_errors()), (
+            extra
+        )
+    # A fee left empty is no fee; and a free model stays free with its cache prices empty.
+    name = unique("m")
+    assert (
+        ops.post(
+            "/admin/proxy/model/add/", model_form(name, [route(provider)], free="on", **zero, request_usd="")
+        ).status_code
+        == 302
+    )
+    model = Model.objects.get(name=name)
+    assert model.is_free and model.request_usd == 0 and model.cached_input_usd_per_mtok is None
+
+
+def test_an_operator_sets_the_cache_prices_and_the_fee_and_clears_one_back_to_its_default(ops, upstream):
+    provider = make_provider(ops, upstream.url_for("cache-prices"))
+    name = unique("m")
+    page = ops.get("/admin/proxy/model/add/").content.decode()
+    assert (
+        "Empty: the input price." in page and "Empty: the 5-minute price." in page
+    )  # the defaults, explained
+    prices = {"input_usd_per_mtok": "3", "output_usd_per_mtok": "15", "cached_input_usd_per_mtok": "0.3",
+              "cache_write_usd_per_mtok": "3.75", "cache_write_1h_usd_per_mtok": "6", "request_usd": "0.002"}  # fmt: skip
+    assert (
+        ops.post("/admin/proxy/model/add/", model_form(name, [route(provider)], **prices)).status_code == 302
+    )
+    model = Model.objects.get(name=name)
+    assert model.prices == Prices(
+        input=Decimal(3), output=Decimal(15), cached_input=Decimal("0.3"), cache_write=Decimal("3.75"),
+        cache_write_1h=Decimal(6), request=Decimal("0.002"),
+    )  # fmt: skip
+
+    existing = model.routes.get()
+    data = model_form(name, [], **{**prices, "cache_write_1h_usd_per_mtok": ""})
+    data.update({
+        "routes-TOTAL_FORMS": "1", "routes-INITIAL_FORMS": "1", "routes-0-id": existing.pk,
+        "routes-0-model": model.pk, **{f"routes-0-{k}": v for k, v in route(provider).items()},
+    })  # fmt: skip
+    assert ops.post(f"/admin/proxy/model/{model.pk}/change/", data).status_code == 302
+    model.refresh_from_db()
+    assert model.cache_write_1h_usd_per_mtok is None and model.prices.cache_write_1h == Decimal("3.75")
 
 
 def test_an_enabled_model_needs_an_enabled_route_on_an_enabled_provider(ops, upstream):

@@ -55,7 +55,8 @@ def usage_rows(owner, make_key, make_user, catalog):
                                           (1, key_a, echo, 2, "0.2"), (40, key_a, echo, 9, "9")]:  # fmt: skip
         DailyUsage.objects.create(
             user=owner, key=key, model=model, day=today - timedelta(days=days_ago), requests=n,
-            prompt_tokens=10 * n, completion_tokens=n, cost=Decimal(cost),
+            prompt_tokens=10 * n, completion_tokens=n, cost=Decimal(cost), cache_read_tokens=5 * n,
+            cache_write_tokens=2 * n, cache_write_1h_tokens=n, reasoning_tokens=n // 2,
         )  # fmt: skip
     stranger, _ = make_key(owner=make_user())
     DailyUsage.objects.create(user=stranger.owner, key=stranger, model=echo, day=today, requests=100)
@@ -76,6 +77,17 @@ def test_usage_by_day_covers_the_last_30_days_by_default(caller, usage_rows):
     ]
     assert body["total"]["requests"] == 6 and Decimal(body["total"]["cost"]) == Decimal("1.5")
     assert body["total"]["prompt_tokens"] == 60 and body["total"]["completion_tokens"] == 6
+
+
+def test_usage_totals_say_how_many_tokens_of_each_kind(caller, usage_rows):
+    body = caller.get("/api/v1/usage", {"group_by": "model"}).json()
+    kinds = ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens")
+    by_model = {r["model"]: tuple(r[k] for k in kinds) for r in body["data"]}
+    # echo: 3 requests today and 2 yesterday (1 + 1 reasoning: n // 2 per row); the other model: 1 request.
+    assert by_model == {usage_rows["echo"].name: (25, 10, 5, 2), usage_rows["other"].name: (5, 2, 1, 0)}
+    assert tuple(body["total"][k] for k in kinds) == (30, 12, 6, 2)
+    empty = caller.get("/api/v1/usage", {"endpoint": "messages"}).json()["total"]
+    assert tuple(empty[k] for k in kinds) == (0, 0, 0, 0)
 
 
 def test_usage_by_model_and_by_key_with_filters(caller, usage_rows):
@@ -122,6 +134,8 @@ def test_a_generation_shows_model_provider_tokens_cost_and_timing(caller, owner,
     record = UsageRecord.objects.create(
         user=owner, key=key, model=model, provider=provider, prompt_tokens=12, completion_tokens=30,
         cost=Decimal("0.000123"), status=200, latency_ms=321, ttft_ms=45, streamed=True, finish_reason="stop",
+        cache_read_tokens=6, cache_write_tokens=3, cache_write_1h_tokens=2, reasoning_tokens=11,
+        usage_raw={"prompt_tokens": 12, "secret_upstream_field": "x"},
     )  # fmt: skip
     body = caller.get("/api/v1/generation", {"id": str(record.request_id)}).json()
     assert body["id"] == str(record.request_id) and (body["model"], body["provider"]) == (
@@ -130,6 +144,11 @@ def test_a_generation_shows_model_provider_tokens_cost_and_timing(caller, owner,
     )
     assert (body["prompt_tokens"], body["completion_tokens"], body["total_tokens"]) == (12, 30, 42)
     assert Decimal(body["cost"]) == Decimal("0.000123") and body["key_id"] == key.pk
+    assert (body["cache_read_tokens"], body["cache_write_tokens"], body["cache_write_1h_tokens"]) == (6, 3, 2)
+    assert body["reasoning_tokens"] == 11
+    assert "usage_raw" not in body and "secret_upstream_field" not in str(
+        body
+    )  # the raw usage is the admin's
     assert (body["latency_ms"], body["ttft_ms"], body["streamed"], body["finish_reason"], body["status"]) == (
         321, 45, True, "stop", 200,
     )  # fmt: skip

@@ -29,11 +29,16 @@ WIDTHS = [(1280, 800), (390, 844)]
 PASSWORD = "correct-horse-battery-staple-9"
 SAMPLE_MODELS = [  # realistic names and prices, served by the fake upstream, so pages look like production
     {"id": "deepseek-chat", "owned_by": "deepseek", "input_usd_per_mtok": "0.27", "output_usd_per_mtok": "1.10",
-     "context_length": 65536, "description": "General chat model"},
+     "cached_input_usd_per_mtok": "0.07", "context_length": 65536, "description": "General chat model"},
     {"id": "gpt-4o-mini", "owned_by": "openai", "input_usd_per_mtok": "0.15", "output_usd_per_mtok": "0.60",
-     "context_length": 128000, "description": "Small, fast and cheap"},
+     "cached_input_usd_per_mtok": "0.075", "context_length": 128000, "description": "Small, fast and cheap"},
     {"id": "llama-3.1-8b-instruct", "owned_by": "meta", "input_usd_per_mtok": "0", "output_usd_per_mtok": "0",
      "context_length": 131072, "description": "Open-weights model, free to call"},
+    {"id": "claude-sonnet-4", "owned_by": "anthropic", "input_usd_per_mtok": "3", "output_usd_per_mtok": "15",
+     "cached_input_usd_per_mtok": "0.30", "cache_write_usd_per_mtok": "3.75", "cache_write_1h_usd_per_mtok": "6",
+     "context_length": 200000, "description": "Reasoning and long context, with prompt caching"},
+    {"id": "sonar", "owned_by": "perplexity", "input_usd_per_mtok": "1", "output_usd_per_mtok": "1",
+     "request_usd": "0.005", "context_length": 127072, "description": "Answers grounded in a web search"},
 ]  # fmt: skip
 
 
@@ -93,10 +98,24 @@ def wait_for_usage(key_id: int, count: int) -> None:
         time.sleep(0.1)
 
 
+def sample_usage(model, i: int, ago: int):
+    """One request's tokens: a long prompt, mostly read from the provider's cache on two requests in three
+    where the model prices cached input apart (an agent resending its instructions), and some reasoning."""
+    from billing.usage import Usage
+
+    prompt, completion = 2000 + 37 * i, 400 + 53 * ((ago + i) % 9)
+    cached = 16_384 if model.prices.cached_input != model.prices.input and i % 3 else 0
+    return Usage(
+        input=prompt, cache_read=cached, output=completion, reasoning=completion // 3 if i % 4 == 1 else 0
+    )
+
+
 def seed_history(user, keys: list, model_names: list[str]) -> None:
     """A month of earlier traffic, written through the same settlement path as live requests (usage records,
-    ledger debits and the balance together, oldest first), so the charts have history and the books balance."""
+    ledger debits and the balance together, oldest first), so the charts have history and the books balance.
+    A few requests of this morning make sure this month has cache reads, on its first day too."""
     from billing.models import Account, LedgerEntry
+    from billing.pricing import usage_cost
     from billing.services import credits_grant
     from billing.settlement import Finished, write_batch
     from proxy.catalog.models import Model
@@ -107,19 +126,21 @@ def seed_history(user, keys: list, model_names: list[str]) -> None:
     LedgerEntry.objects.filter(pk=grant.pk).update(created_at=now - timedelta(days=30))  # history starts here
     models = {m.name: m for m in Model.objects.filter(name__in=model_names)}
     batch = []
-    for ago in range(29, 0, -1):
-        for i in range((ago * 7) % 11 + 3 + (29 - ago) // 3):
-            model = models[model_names[(ago + i) % len(model_names)]]
-            prompt, completion = 200 + 37 * i, 400 + 53 * ((ago + i) % 9)
-            cost = (prompt * model.input_usd_per_mtok + completion * model.output_usd_per_mtok) / 1_000_000
-            batch.append(Finished(
-                request_id=uuid.uuid4(), user_id=user.pk, account_id=account.pk, hold_id=None,
-                key_id=keys[i % len(keys)].pk, model_id=model.pk, provider_id=None, prompt_tokens=prompt,
-                completion_tokens=completion, tokens_estimated=False, cost=cost, status=200 if i % 13 else 429,
-                error_code="" if i % 13 else "rate_limit_exceeded", latency_ms=300 + 41 * i, ttft_ms=None,
-                streamed=bool(i % 2), finish_reason="stop", client_disconnected=False,
-                created_at=morning - timedelta(days=ago) + timedelta(minutes=23 * i),
-            ))  # fmt: skip
+    times = [
+        (ago, i, morning - timedelta(days=ago) + timedelta(minutes=23 * i))
+        for ago in range(29, 0, -1) for i in range((ago * 7) % 11 + 3 + (29 - ago) // 3)
+    ] + [(0, i, now - timedelta(minutes=2 * i)) for i in (1, 5)]  # two models with cache prices  # fmt: skip
+    for ago, i, when in times:
+        model = models[model_names[(ago + i) % len(model_names)]]
+        usage = sample_usage(model, i, ago)
+        batch.append(Finished(
+            request_id=uuid.uuid4(), user_id=user.pk, account_id=account.pk, hold_id=None,
+            key_id=keys[i % len(keys)].pk, model_id=model.pk, provider_id=None, prompt_tokens=usage.prompt,
+            completion_tokens=usage.output, cache_read_tokens=usage.cache_read, reasoning_tokens=usage.reasoning,
+            tokens_estimated=False, cost=usage_cost(usage, model.prices), status=200 if i % 13 else 429,
+            error_code="" if i % 13 else "rate_limit_exceeded", latency_ms=300 + 41 * i, ttft_ms=None,
+            streamed=bool(i % 2), finish_reason="stop", client_disconnected=False, created_at=when,
+        ))  # fmt: skip
     write_batch(batch, [], retry=False, touch_keys=set())
 
 
@@ -147,6 +168,12 @@ def test_a_customer_signs_up_makes_a_call_redeems_a_code_and_revokes_the_key(
     shoot(page, artifacts, "landing")
     page.get_by_role("link", name="Models", exact=True).first.click()
     expect(page.get_by_text("gpt-4o-mini")).to_be_visible()
+    claude = page.get_by_test_id("models").locator("tr", has_text="claude-sonnet-4")
+    expect(claude).to_contain_text("cached $0.30")
+    expect(claude).to_contain_text("cache write $3.75")
+    expect(page.get_by_test_id("models").locator("tr", has_text="sonar")).to_contain_text(
+        "+ $0.005 per request"
+    )
     shoot(page, artifacts, "models")
     page.goto(url + "/docs")
     shoot(page, artifacts, "docs")
@@ -200,6 +227,9 @@ def test_a_customer_signs_up_makes_a_call_redeems_a_code_and_revokes_the_key(
         page.get_by_role("link", name="Export CSV").click()
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     assert [r["model"] for r in rows] == [catalog["echo"]] and rows[0]["key_prefix"] == key.prefix
+    assert {"cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens"} <= set(
+        rows[0]
+    )
 
     page.get_by_role("link", name="Dashboard").click()
     bars = page.get_by_test_id("requests-chart").locator("rect.chart-bar")
@@ -249,8 +279,10 @@ def test_an_established_customers_pages_with_a_month_of_history(
     """A customer with two keys, credits and a month of traffic: the pages as a paying customer sees them."""
     from billing.jobs import usage_aggregate
     from billing.models import UsageRecord
+    from billing.selectors import cache_saving_get
     from billing.services import code_redeem, codes_generate, customer_create
     from portal.accounts.services import key_create, key_revoke
+    from portal.templatetags.money import usd_cents
 
     page, url = browser_page, gateway.url
     email = f"dana.{uuid.uuid4().hex[:6]}@acme-robotics.example"
@@ -281,10 +313,18 @@ def test_an_established_customers_pages_with_a_month_of_history(
 
     log_in(page, url, email)
     expect(page.get_by_test_id("spend-chart")).to_be_visible()
+    today = timezone.now().date()
+    saving = cache_saving_get(user=user, since=today.replace(day=1), until=today)
+    expect(page.get_by_test_id("cache-saving")).to_have_text(f"{usd_cents(saving.saved)} saved by caching")
     shoot(page, artifacts, "dashboard-data")
     page.goto(url + "/usage")
     expect(page.get_by_test_id("usage-table")).to_contain_text("gpt-4o-mini")
+    expect(page.get_by_test_id("usage-table")).to_contain_text("16,384 cached")
     shoot(page, artifacts, "usage")
+    cached = UsageRecord.objects.filter(user=user, cache_read_tokens__gt=0, reasoning_tokens__gt=0).first()
+    page.goto(url + f"/usage/{cached.request_id}")
+    expect(page.get_by_test_id("usage-detail")).to_contain_text("Of the output, reasoning")
+    shoot(page, artifacts, "usage-detail")
     page.goto(url + "/billing")
     expect(page.get_by_test_id("ledger")).to_contain_text("Redemption code")
     shoot(page, artifacts, "billing")

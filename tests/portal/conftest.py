@@ -81,11 +81,15 @@ def add_usage():
         status: int = 200,
         rollup=True,
         endpoint: str = "chat.completions",
+        prompt_tokens: int = 10,
+        completion_tokens: int = 20,
+        **token_kinds: int,  # cache_read_tokens and the like: parts of the prompt and the completion
     ):
         when = timezone.now() - timedelta(days=ago)
         rows = [
-            UsageRecord(user=user, key=key, model=model, endpoint=endpoint, prompt_tokens=10, completion_tokens=20,
-                        cost=Decimal(cost), status=status, latency_ms=123, created_at=when - timedelta(seconds=i))
+            UsageRecord(user=user, key=key, model=model, endpoint=endpoint, prompt_tokens=prompt_tokens,
+                        completion_tokens=completion_tokens, cost=Decimal(cost), status=status, latency_ms=123,
+                        created_at=when - timedelta(seconds=i), **token_kinds)
             for i in range(n)
         ]  # fmt: skip
         UsageRecord.objects.bulk_create(rows)

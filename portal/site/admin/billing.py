@@ -2,6 +2,7 @@
 included: money moves only through billing/services.py (the user admin's grant and deduct actions call it)."""
 
 import csv
+import json
 from decimal import Decimal
 
 from django import forms
@@ -11,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from billing.models import (
@@ -58,7 +60,26 @@ class HoldAdmin(ReadOnlyAdmin):
 class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = [
         "request_id", "created_at", "user", "model", "endpoint", "provider", "status", "prompt_tokens",
-        "completion_tokens", "cost", "latency_ms", "streamed", "client_disconnected",
+        "cache_read_tokens", "completion_tokens", "reasoning_tokens", "cost", "latency_ms", "streamed",
+        "client_disconnected",
+    ]  # fmt: skip
+    readonly_fields = ["usage_raw_json"]
+    fieldsets = [
+        (None, {"fields": ["request_id", "created_at", "user", "key", "model", "endpoint", "provider"]}),
+        (
+            "Tokens",
+            {
+                "fields": ["prompt_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                           "completion_tokens", "reasoning_tokens", "tokens_estimated", "usage_raw_json"],
+                "description": "Cache tokens are parts of the prompt tokens, reasoning tokens a part of the "
+                "completion tokens. The raw usage is the upstream's object as it came, for audits.",
+            },
+        ),
+        (
+            "Outcome",
+            {"fields": ["cost", "status", "error_code", "finish_reason", "latency_ms", "ttft_ms", "streamed",
+                        "client_disconnected", "note"]},
+        ),
     ]  # fmt: skip
     list_filter = [
         "model", "endpoint", "provider", "status", "streamed", "client_disconnected", "note", "error_code",
@@ -68,6 +89,13 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     search_help_text = "An exact request id"
     date_hierarchy = "created_at"
     show_full_result_count = False  # the table is large; don't count it twice per page
+
+    @admin.display(description="Raw usage")
+    def usage_raw_json(self, record: UsageRecord) -> str:
+        if record.usage_raw is None:
+            return "none (counted locally, or not kept)"
+        # Escaped by format_html; <pre> keeps the indentation an auditor reads the object by.
+        return format_html("<pre>{}</pre>", json.dumps(record.usage_raw, indent=2, sort_keys=True))
 
     def get_search_results(self, request: HttpRequest, queryset, search_term: str):
         # An exact UUID match: a text search over request ids would scan the whole table.
@@ -95,7 +123,8 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 @admin.register(DailyUsage)
 class DailyUsageAdmin(ReadOnlyAdmin):
     list_display = [
-        "day", "user", "key", "model", "endpoint", "requests", "prompt_tokens", "completion_tokens", "cost",
+        "day", "user", "key", "model", "endpoint", "requests", "prompt_tokens", "cache_read_tokens",
+        "completion_tokens", "reasoning_tokens", "cost",
     ]  # fmt: skip
     list_filter = ["model", "endpoint"]
     list_select_related = ["user", "key", "model"]

@@ -19,6 +19,7 @@ from billing.models import UsageRecord
 from billing.selectors import PROVIDER_FAILED
 from proxy.catalog import services
 from proxy.catalog.models import Model, Provider, Route
+from proxy.catalog.prices import Prices
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -172,46 +173,79 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 class ModelForm(forms.ModelForm):
-    """The price rule: a model is free when both prices are 0, and paid when at least one is above 0 (a provider
-    may charge for output only). The operator says which with the "free" box, and the prices must agree, so a
-    paid model can't be saved at zero by mistake."""
+    """The price rule: a model is free when every price is 0 (the cache's prices as they default, and the fee
+    per request), and paid when any is above 0 (a provider may charge for output only, or per request). The
+    operator says which with the "free" box, and the prices must agree, so a paid model can't be saved at zero
+    by mistake."""
 
     free = forms.BooleanField(
         required=False,
-        help_text="A free model has both prices 0 and needs no credits. A paid model needs a price above 0 "
-        "on input, output or both.",
+        help_text="A free model has every price 0 and needs no credits. A paid model needs a price above 0: "
+        "input, output, a cache price or the fee per request.",
     )
 
     class Meta:
         model = Model
         fields = [
             "name", "mode", "owned_by", "description", "enabled", "input_usd_per_mtok", "output_usd_per_mtok",
-            "context_length", "max_output_tokens",
+            "cached_input_usd_per_mtok", "cache_write_usd_per_mtok", "cache_write_1h_usd_per_mtok",
+            "request_usd", "context_length", "max_output_tokens",
         ]  # fmt: skip
+        labels = {
+            "input_usd_per_mtok": "Input", "output_usd_per_mtok": "Output",
+            "cached_input_usd_per_mtok": "Cached input", "cache_write_usd_per_mtok": "Cache write (5 minutes)",
+            "cache_write_1h_usd_per_mtok": "Cache write (1 hour)", "request_usd": "Fee per request (USD)",
+        }  # fmt: skip
+        help_texts = {
+            "input_usd_per_mtok": "Uncached input tokens",
+            "output_usd_per_mtok": "Output tokens, reasoning included",
+            "cached_input_usd_per_mtok": "Tokens read from the provider's cache. Empty: the input price.",
+            "cache_write_usd_per_mtok": "Tokens written to the provider's cache for 5 minutes (the usual "
+            "kind). Empty: the input price.",
+            "cache_write_1h_usd_per_mtok": "Tokens written to the cache for 1 hour. Empty: the 5-minute price.",
+            "request_usd": "Charged once per request on top of the tokens, in USD (not per million). "
+            "Empty or 0: no fee.",
+        }  # fmt: skip
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Most models are chat models; a form that leaves the mode out means that one.
+        # Most models are chat models; a form that leaves the mode out means that one. Most charge no fee.
         self.fields["mode"].required = False
+        self.fields["request_usd"].required = False
         self.fields["free"].initial = self.instance.pk is None or self.instance.is_free
 
     def clean_mode(self) -> str:
         return self.cleaned_data.get("mode") or Model.Mode.CHAT
 
+    def clean_request_usd(self) -> Decimal:
+        fee = self.cleaned_data.get("request_usd")
+        return Decimal(0) if fee is None else fee
+
     def clean(self) -> dict[str, Any]:
         super().clean()  # a ModelForm's clean() returns its cleaned_data
         data = self.cleaned_data
-        input_price, output_price = data.get("input_usd_per_mtok"), data.get("output_usd_per_mtok")
-        if input_price is None or output_price is None:
+        if any(name in self.errors for name in PRICE_FIELDS):
             return data  # a price field has its own error already
-        priced = input_price > Decimal(0) or output_price > Decimal(0)
-        if data.get("free") and priced:
-            raise forms.ValidationError("A free model has both prices 0. Untick 'free' to charge for it.")
-        if not data.get("free") and not priced:
+        prices = Prices.of(
+            input=data["input_usd_per_mtok"], output=data["output_usd_per_mtok"],
+            cached_input=data.get("cached_input_usd_per_mtok"), cache_write=data.get("cache_write_usd_per_mtok"),
+            cache_write_1h=data.get("cache_write_1h_usd_per_mtok"), request=data["request_usd"],
+        )  # fmt: skip
+        if data.get("free") and not prices.is_free:
             raise forms.ValidationError(
-                "A paid model needs a price: set the input or output price above 0, or tick 'free'."
+                "A free model has every price 0, the fee per request too. Untick 'free' to charge for it."
+            )
+        if not data.get("free") and prices.is_free:
+            raise forms.ValidationError(
+                "A paid model needs a price: set a token price or the fee per request above 0, or tick 'free'."
             )
         return data
+
+
+PRICE_FIELDS = (
+    "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "cache_write_usd_per_mtok",
+    "cache_write_1h_usd_per_mtok", "request_usd",
+)  # fmt: skip
 
 
 class RouteFormSet(forms.BaseInlineFormSet):
@@ -261,7 +295,11 @@ class ModelAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "mode", "owned_by", "description", "enabled"]}),
         (
             "Prices (USD per million tokens)",
-            {"fields": ["free", "input_usd_per_mtok", "output_usd_per_mtok"]},
+            {
+                "fields": ["free", *PRICE_FIELDS],
+                "description": "Leave a cache price empty to charge what it defaults to; a provider that "
+                "bills cached tokens apart usually asks less for reads and more for writes.",
+            },
         ),
         ("Limits", {"fields": ["context_length", "max_output_tokens"]}),
         ("Dates", {"fields": ["created_at", "updated_at"]}),

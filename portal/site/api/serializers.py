@@ -217,13 +217,32 @@ class UsageQueryIn(serializers.Serializer):
         return fields
 
 
+class TokenKindsOut(serializers.Serializer):
+    """The kinds of tokens within the totals, as the provider reported them (0 where it reported none)."""
+
+    cache_read_tokens = serializers.IntegerField(
+        help_text="Read from the provider's cache: part of prompt_tokens"
+    )
+    cache_write_tokens = serializers.IntegerField(
+        help_text="Written to the provider's cache for 5 minutes: part of prompt_tokens"
+    )
+    cache_write_1h_tokens = serializers.IntegerField(
+        help_text="Written to the provider's cache for 1 hour: part of prompt_tokens"
+    )
+    reasoning_tokens = serializers.IntegerField(help_text="Reasoning: part of completion_tokens")
+
+
+class UsageSumsOut(UsageTotalsOut, TokenKindsOut):
+    """The usage endpoint's totals: the key summary's, and the kinds of tokens within them."""
+
+
 class UsageKeyOut(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     prefix = serializers.CharField()
 
 
-class UsageRowOut(UsageTotalsOut):
+class UsageRowOut(UsageSumsOut):
     day = serializers.DateField(required=False, help_text="With group_by=day")
     model = serializers.CharField(required=False, help_text="With group_by=model")
     key = UsageKeyOut(required=False, allow_null=True, help_text="With group_by=key; null for a deleted key")
@@ -235,7 +254,7 @@ class UsageRowOut(UsageTotalsOut):
 class UsageOut(serializers.Serializer):
     group_by = serializers.ChoiceField(choices=list(GROUPS))
     data = UsageRowOut(many=True)
-    total = UsageTotalsOut()
+    total = UsageSumsOut()
 
     def get_fields(self):
         fields = super().get_fields()
@@ -248,15 +267,15 @@ class GenerationQueryIn(serializers.Serializer):
     id = serializers.UUIDField(help_text="The request id: the X-Request-Id header of the /v1 response")
 
 
-class GenerationOut(serializers.Serializer):
+class GenerationOut(TokenKindsOut):
     id = serializers.UUIDField(source="request_id")
     created_at = serializers.DateTimeField()
     model = serializers.CharField(source="model.name")
     endpoint = serializers.ChoiceField(choices=Endpoint.choices, help_text="The /v1 endpoint it was for")
     provider = serializers.CharField(source="provider.name", allow_null=True, default=None)
     key_id = serializers.IntegerField(allow_null=True)
-    prompt_tokens = serializers.IntegerField()
-    completion_tokens = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField(help_text="All of the input, cache reads and writes included")
+    completion_tokens = serializers.IntegerField(help_text="All of the output, reasoning included")
     total_tokens = serializers.SerializerMethodField()
     tokens_estimated = serializers.BooleanField()
     cost = UsdField()
