@@ -1,4 +1,5 @@
-"""The one ASGI application: ``/v1`` goes to the lean gateway (proxy.gateway.app), everything else to Django.
+"""The one ASGI application: ``/v1`` and the health probes go to the lean gateway (proxy.gateway.app),
+everything else to Django.
 
 Both doors share settings, models and services; one uvicorn command serves both.
 """
@@ -22,12 +23,15 @@ else:
     django_app = ServeStaticASGI(django_app, root=settings.STATIC_ROOT, prefix=settings.STATIC_URL)
 
 from proxy.gateway.app import app as gateway_app  # noqa: E402  (needs Django set up first)
-from proxy.gateway.app import lifespan  # noqa: E402
+from proxy.gateway.app import lifespan, probe  # noqa: E402
+from proxy.gateway.health import PROBES  # noqa: E402
 
 
 async def application(scope, receive, send) -> None:
     if scope["type"] == "http" and (scope["path"] == "/v1" or scope["path"].startswith("/v1/")):
         await gateway_app(scope, receive, send)
+    elif scope["type"] == "http" and scope["path"] in PROBES:
+        await probe(scope, receive, send)
     elif scope["type"] == "lifespan":
         await lifespan(scope, receive, send)
     else:

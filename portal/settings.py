@@ -154,6 +154,9 @@ KEY_CACHE_SECONDS = env.float("KEY_CACHE_SECONDS", default=600.0)
 CATALOG_REFRESH_SECONDS = env.float("CATALOG_REFRESH_SECONDS", default=30.0)
 # A stream that waits this long for its first token gets an SSE comment, so proxies keep it open.
 STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)
+# After SIGTERM, /readyz answers 503 and the process keeps serving this long before it stops listening, so a
+# load balancer takes it out of rotation first (behind one, a few seconds more than its probe interval).
+DRAIN_SECONDS = env.float("DRAIN_SECONDS", default=0.0)
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 # Settlement is batched: finished requests are written together at most this often (see billing/settlement.py).
 SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.2)

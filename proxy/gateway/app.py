@@ -12,7 +12,7 @@ import uuid
 
 from django.conf import settings
 
-from proxy.gateway import errors, pipeline
+from proxy.gateway import errors, health, pipeline
 from proxy.gateway.endpoints import ENDPOINTS
 from proxy.gateway.http import Incoming, read_body, send_error
 from proxy.gateway.runtime import STATE_KEY, Runtime, runtime_start, runtime_stop
@@ -33,6 +33,15 @@ async def app(scope: dict, receive, send) -> None:
     except Exception:
         log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
         await send_error(req, errors.internal_error())
+
+
+async def probe(scope: dict, receive, send) -> None:
+    """``/healthz`` and ``/readyz`` (proxy/gateway/health.py): no key, no log line."""
+    req = Incoming(scope, receive, send, uuid.UUID(int=0), time.perf_counter())
+    if scope["path"] == "/healthz":
+        await health.healthz(req)
+    else:
+        await health.readyz(scope["state"][STATE_KEY], req)
 
 
 async def _route(rt: Runtime, req: Incoming, path: str, method: str) -> None:
@@ -97,6 +106,7 @@ async def lifespan(scope: dict, receive, send) -> None:
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
             scope["state"][STATE_KEY] = runtime  # the server copies this state into every request's scope
+            health.drain_on_stop(runtime, settings.DRAIN_SECONDS)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             if runtime is not None:

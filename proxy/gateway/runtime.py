@@ -38,6 +38,7 @@ class Runtime:
     responses: StoredResponses
     session: aiohttp.ClientSession
     tasks: list[asyncio.Task] = field(default_factory=list)
+    draining: bool = False  # a graceful stop has begun: /readyz answers 503 (proxy/gateway/health.py)
 
 
 async def runtime_start() -> Runtime:
