@@ -42,6 +42,7 @@ from proxy.gateway.spend import SpendClaim
 from proxy.gateway.streaming import Tally
 
 log = logging.getLogger("proxy")
+access = logging.getLogger("proxy.access")
 
 ROUGH_BYTES_PER_TOKEN = 8
 MAX_TOKENS = 2**31 - 1  # what a usage record's token columns hold
@@ -65,6 +66,22 @@ def settle(
         spend.adjust(rt, claim, record.cost)
     finally:
         rt.settler.add(record)
+        if access.isEnabledFor(logging.INFO):
+            _access_line(record, key, model, tally)
+
+
+def _access_line(record: Finished, key: KeyInfo, model: ModelInfo, tally: Tally) -> None:
+    """One line per admitted request, for operators: who (the key's prefix, never the key), what, where, how
+    it went and what it used; never the prompt or the answer. Fields go as ``extra`` too, for JSON logs."""
+    provider = tally.route.provider.name if tally.route else ""
+    fields = {
+        # The display prefix without its "sk-", which the log's secret filter would mask as a key.
+        "request_id": str(record.request_id), "key_prefix": key.prefix.removeprefix("sk-"),
+        "endpoint": record.endpoint,
+        "model": model.name, "provider": provider, "status": record.status, "latency_ms": record.latency_ms,
+        "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
+    }  # fmt: skip
+    access.info(" ".join(f"{name}={value}" for name, value in fields.items()), extra={"fields": fields})
 
 
 def check_capacity(rt: Runtime) -> None:
