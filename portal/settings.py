@@ -157,6 +157,9 @@ STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)
 # After SIGTERM, /readyz answers 503 and the process keeps serving this long before it stops listening, so a
 # load balancer takes it out of rotation first (behind one, a few seconds more than its probe interval).
 DRAIN_SECONDS = env.float("DRAIN_SECONDS", default=0.0)
+# One access line per /v1 request at INFO (proxy/gateway/settlement.py). It costs throughput: about a fifth of
+# the requests per second at 32 connections on two cores (docs/performance.md); off, the usage records remain.
+ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 # Settlement is batched: finished requests are written together at most this often (see billing/settlement.py).
 SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.2)
@@ -287,8 +290,17 @@ LOGGING = {
             "filters": ["redact"],
             # LOG_FORMAT=json: every line one JSON object, for a log shipper.
             "formatter": "json" if env.str("LOG_FORMAT", default="plain") == "json" else "plain",
-        }
+        },
+        # The access line holds only fields the gateway writes itself (a key's display prefix, never a key):
+        # it skips the secret filter, which would otherwise run a regex over every request's line.
+        "access": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if env.str("LOG_FORMAT", default="plain") == "json" else "plain",
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "proxy.access": {"handlers": ["access"], "propagate": False},
+    },
 }

@@ -66,7 +66,7 @@ def settle(
         spend.adjust(rt, claim, record.cost)
     finally:
         rt.settler.add(record)
-        if access.isEnabledFor(logging.INFO):
+        if settings.ACCESS_LOG and access.isEnabledFor(logging.INFO):
             _access_line(record, key, model, tally)
 
 
