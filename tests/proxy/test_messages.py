@@ -464,7 +464,7 @@ def test_a_chat_client_asks_an_anthropic_route_for_prompt_caching(gateway, anthr
     assert second.prompt_tokens_details.cached_tokens == 5 and second.prompt_tokens == first.prompt_tokens
 
 
-# --- what a careful review found ------------------------------------------------------------------------------
+# --- the edges: cut streams, provider refusals, the order of checks, every URL in its dialect -----------------
 
 
 def test_a_stream_cut_before_its_final_usage_is_billed_for_what_it_sent(gateway, anthropic_routes, key):
