@@ -18,12 +18,12 @@ from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 
 from proxy.gateway.schemas import validate_chat_request
+from proxy.gateway.translate.chat_parts import sse_event as sse
 from proxy.gateway.translate.messages import (
     FINISH_TO_STOP,
     ChatStreamToMessages,
     chat_body_from_messages,
     message_from_chat,
-    sse,
     usage_from_chat,
 )
 from tests.spec import validator_for

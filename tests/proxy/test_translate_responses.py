@@ -15,11 +15,11 @@ import openai
 import orjson
 import pytest
 
+from proxy.gateway.translate.chat_parts import sse_event
 from proxy.gateway.translate.responses import (
     ChatStreamToResponses,
     chat_body_from_response_request,
     response_from_chat,
-    sse_event,
     unsupported_tools,
 )
 from tests.spec import validator_for

@@ -22,11 +22,11 @@ from proxy.gateway.endpoints import anthropic_route, chat
 from proxy.gateway.endpoints.base import ANTHROPIC, OPENAI, Endpoint, Upstream, as_received
 from proxy.gateway.schemas.anthropic import checked_messages_body
 from proxy.gateway.streaming import Tally, take_chat_chunk
+from proxy.gateway.translate.chat_parts import sse_event as sse
 from proxy.gateway.translate.messages import (
     ChatStreamToMessages,
     chat_body_from_messages,
     message_from_chat,
-    sse,
 )  # fmt: skip
 from proxy.gateway.upstream import routed_body
 

@@ -41,11 +41,11 @@ from proxy.gateway.schemas.basics import (
 )  # fmt: skip
 from proxy.gateway.schemas.responses import CHECKS, check_input
 from proxy.gateway.streaming import KEEPALIVE, Tally, take_chat_chunk
+from proxy.gateway.translate.chat_parts import sse_event
 from proxy.gateway.translate.responses import (
     ChatStreamToResponses,
     chat_body_from_response_request,
     response_from_chat,
-    sse_event,
     unsupported_tools,
 )  # fmt: skip
 from proxy.gateway.upstream import routed_body

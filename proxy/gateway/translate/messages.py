@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from proxy.gateway.translate.chat_parts import first_choice, reasoning_text, text_of
+
 # --- a Messages request as a chat completions body -------------------------------------------------------
 
 # The spec's `stop` array holds at most four strings.
@@ -325,13 +327,13 @@ def usage_from_chat(usage: dict | None) -> dict:
 def message_from_chat(completion: dict, *, message_id: str, model: str) -> dict:
     """An Anthropic Message object (type "message", role "assistant", content blocks, stop_reason,
     stop_sequence, usage) for a chat completion (OpenAI shape)."""
-    choice = _first_choice(completion) or {}
+    choice = first_choice(completion) or {}
     message = _mapping(choice.get("message"))
     content: list[dict] = []
-    reasoning = _reasoning_text(message)
+    reasoning = reasoning_text(message)
     if reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    text = _text_of(message.get("content")) or _text_of(message.get("refusal"))
+    text = text_of(message.get("content")) or text_of(message.get("refusal"))
     if text:
         content.append({"type": "text", "text": text})
     calls = [call for call in message.get("tool_calls") or () if isinstance(call, dict)]
@@ -445,16 +447,16 @@ class ChatStreamToMessages:
     def feed(self, chunk: dict) -> list[dict]:
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
-        choice = _first_choice(chunk)
+        choice = first_choice(chunk)
         if choice is None:
             return []
         delta = _mapping(choice.get("delta"))
         events: list[dict] = []
-        reasoning = _reasoning_text(delta)
+        reasoning = reasoning_text(delta)
         if reasoning:
             events += self._piece("thinking", reasoning)
         for key in ("content", "refusal"):
-            text = _text_of(delta.get(key))
+            text = text_of(delta.get(key))
             if text:
                 events += self._piece("text", text)
         for call in delta.get("tool_calls") or ():
@@ -562,33 +564,3 @@ def _mapping(value: object) -> dict:
 
 def _count(value: object) -> int:
     return value if type(value) is int and value >= 0 else 0
-
-
-def _first_choice(chunk: dict) -> dict | None:
-    # The bridge asks chat for one choice; any other is not part of this message.
-    for choice in chunk.get("choices") or ():
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            return choice
-    return None
-
-
-def _text_of(value: object) -> str:
-    """Chat's text: a string, or (from a few upstreams) a list of text parts."""
-    if isinstance(value, str):
-        return value
-    parts = value if isinstance(value, list) else ()
-    return "".join(p.get("text") or "" for p in parts if isinstance(p, dict) and p.get("type") == "text")
-
-
-def _reasoning_text(message: dict) -> str:
-    # Some upstreams send the same text under both names; one is enough.
-    for key in ("reasoning_content", "reasoning"):
-        text = message.get(key)
-        if isinstance(text, str) and text:
-            return text
-    return ""
-
-
-def sse(event: dict) -> bytes:
-    """One stream event as server-sent event bytes, named by its type."""
-    return b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"

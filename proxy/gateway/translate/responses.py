@@ -19,7 +19,7 @@ so the same answer always translates to the same object.
 import functools
 from dataclasses import dataclass, field
 
-import orjson
+from proxy.gateway.translate.chat_parts import first_choice, reasoning_text, text_of
 
 # --- a Responses request as a chat completions body -------------------------------------------------------
 
@@ -563,18 +563,18 @@ class ChatStreamToResponses:
     def feed(self, chunk: dict) -> list[dict]:
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
-        choice = _first_choice(chunk)
+        choice = first_choice(chunk)
         if choice is None:
             return []
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             delta = {}
         events = []
-        reasoning = _reasoning_text(delta)
+        reasoning = reasoning_text(delta)
         if reasoning:
             events += self._reasoning_delta(reasoning)
         for kind, key in (("output_text", "content"), ("refusal", "refusal")):
-            text = _text_of(delta.get(key))
+            text = text_of(delta.get(key))
             if text:
                 events += self._message_delta(kind, text)
         for call in delta.get("tool_calls") or ():
@@ -720,31 +720,6 @@ def _position(item: _Item) -> int:
     return item.output_index
 
 
-def _first_choice(chunk: dict) -> dict | None:
-    # The bridge asks chat for one choice; any other is not part of this response.
-    for choice in chunk.get("choices") or ():
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            return choice
-    return None
-
-
-def _text_of(value: object) -> str:
-    """Chat's text: a string, or (from a few upstreams) a list of text parts."""
-    if isinstance(value, str):
-        return value
-    parts = value if isinstance(value, list) else ()
-    return "".join(p.get("text") or "" for p in parts if isinstance(p, dict) and p.get("type") == "text")
-
-
-def _reasoning_text(delta: dict) -> str:
-    # Some upstreams send the same text under both names; one is enough.
-    for key in ("reasoning_content", "reasoning"):
-        text = delta.get(key)
-        if isinstance(text, str) and text:
-            return text
-    return ""
-
-
 def _response_error(error: dict) -> dict:
     code = error.get("code")
     message = error.get("message")
@@ -752,8 +727,3 @@ def _response_error(error: dict) -> dict:
         "code": code if code in _ERROR_CODES else "server_error",
         "message": message if isinstance(message, str) and message else "The upstream provider failed.",
     }
-
-
-def sse_event(event: dict) -> bytes:
-    """One stream event as server-sent event bytes, named by its type. (The Responses stream has no [DONE].)"""
-    return b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
