@@ -206,8 +206,10 @@ def holds_renew(hold_ids: list[int], expires_at: datetime) -> set[int]:
 class Settler:
     """The per-process queue of finished requests and its flusher task."""
 
-    def __init__(self, run_db, flush_every: float, credits) -> None:
+    def __init__(self, run_db, flush_every: float, credits, on_flush=None) -> None:
         self._run_db = run_db
+        # Called after each write with its seconds, its records written and whether it failed (the metrics).
+        self._on_flush = on_flush or (lambda seconds, records, failed: None)
         self._flush_every = flush_every
         self._credits = credits
         self._queue: list[Finished] = []
@@ -277,6 +279,7 @@ class Settler:
         batch, self._queue = self._queue, []
         releases, self._releases = self._releases, []
         touch = self._keys_to_touch(batch)
+        began = time.perf_counter()
         try:
             try:
                 await self._run_db(write_batch, batch, releases, retry=self._retry, touch_keys=touch)
@@ -295,8 +298,10 @@ class Settler:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.exception("settlement flush of %d requests failed; will retry", len(batch))
+            self._on_flush(time.perf_counter() - began, 0, True)
             return True
         self._retry = False
+        self._on_flush(time.perf_counter() - began, len(batch), False)
         return False
 
     async def _write_apart(self, batch: list[Finished]) -> list[Finished]:

@@ -22,9 +22,8 @@ else:
     # Production: the collected files (manage.py collectstatic), with long cache headers, from this process.
     django_app = ServeStaticASGI(django_app, root=settings.STATIC_ROOT, prefix=settings.STATIC_URL)
 
+from proxy.gateway.app import PROBES, lifespan, probe  # noqa: E402
 from proxy.gateway.app import app as gateway_app  # noqa: E402  (needs Django set up first)
-from proxy.gateway.app import lifespan, probe  # noqa: E402
-from proxy.gateway.health import PROBES  # noqa: E402
 
 
 async def application(scope, receive, send) -> None:

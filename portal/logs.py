@@ -31,13 +31,17 @@ class JsonFormatter(logging.Formatter):
     traceback when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
-        }  # fmt: skip
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            out.update(fields)
+        extra = dict(fields) if isinstance(fields, dict) else {}
         if record.exc_info:
-            out["exception"] = redact(self.formatException(record.exc_info))
-        return orjson.dumps(out, default=str).decode()
+            extra["exception"] = redact(self.formatException(record.exc_info))
+        return json_line(record.created, record.levelname, record.name, record.getMessage(), extra)
+
+
+def json_line(created: float, level: str, logger: str, message: str, fields: dict) -> str:
+    """One log line as JSON: time (UTC, milliseconds), level, logger, message, then the fields."""
+    out: dict = {
+        "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "level": level, "logger": logger, "message": message, **fields,
+    }  # fmt: skip
+    return orjson.dumps(out, default=str).decode()

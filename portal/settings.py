@@ -7,6 +7,7 @@ start without ``SECRET_KEY`` and switches on the secure cookie and transport set
 
 import base64
 import hashlib
+import os
 import secrets
 from pathlib import Path
 
@@ -105,6 +106,18 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'd
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # DATABASE_POOLER=transaction when DATABASE_URL points at a pooler in transaction mode (PgBouncer's
+    # pool_mode = transaction): consecutive transactions of one connection may then run on different server
+    # sessions, so nothing may outlive its transaction. The one thing that did is a server-side cursor outside
+    # a transaction (QuerySet.iterator(), the usage CSV export): Django declares it WITH HOLD and fetches from
+    # it later, perhaps on a session that never heard of it. Everything else already fits: Django's psycopg 3
+    # backend binds parameters client-side and never prepares statements (prepare_threshold None), SET
+    # TRANSACTION and COPY run inside their transaction, there are no advisory locks, LISTEN/NOTIFY or temporary
+    # tables (cache changes travel through Redis), and the poolers keep the TimeZone Django sets per client.
+    DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
+    if DATABASE_POOLER not in ("", "session", "transaction"):
+        raise ImproperlyConfigured("DATABASE_POOLER must be empty, 'session' or 'transaction'.")
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLER == "transaction"
 else:
     # SQLite: wait for the writer lock instead of failing at once; the settle flusher and the admin share it.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -160,6 +173,12 @@ DRAIN_SECONDS = env.float("DRAIN_SECONDS", default=0.0)
 # One access line per /v1 request at INFO (proxy/gateway/settlement.py). It costs throughput: about a fifth of
 # the requests per second at 32 connections on two cores (docs/performance.md); off, the usage records remain.
 ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
+# GET /metrics (proxy/gateway/metrics.py): open unless a token is set, then only with it as a bearer token.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# prometheus_client's multiprocess mode: every worker writes its samples here and a scrape adds them up. It is
+# read when prometheus_client is imported, so it is set here, before anything imports it.
+METRICS_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics")))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 # Settlement is batched: finished requests are written together at most this often (see billing/settlement.py).
 SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.2)
@@ -276,6 +295,7 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # "json": every line one JSON object, for a log shipper
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -288,14 +308,13 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "filters": ["redact"],
-            # LOG_FORMAT=json: every line one JSON object, for a log shipper.
-            "formatter": "json" if env.str("LOG_FORMAT", default="plain") == "json" else "plain",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
         },
         # The access line holds only fields the gateway writes itself (a key's display prefix, never a key):
         # it skips the secret filter, which would otherwise run a regex over every request's line.
         "access": {
             "class": "logging.StreamHandler",
-            "formatter": "json" if env.str("LOG_FORMAT", default="plain") == "json" else "plain",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
         },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},

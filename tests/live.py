@@ -66,7 +66,9 @@ class Gateway:
         return self.proc.returncode
 
 
-def start_gateway(database_url: str, redis_url: str, log_dir: Path, **overrides: str) -> Gateway:
+def start_gateway(
+    database_url: str, redis_url: str, log_dir: Path, *, workers: int = 1, **overrides: str
+) -> Gateway:
     port = free_port()
     env = {
         **{
@@ -82,10 +84,14 @@ def start_gateway(database_url: str, redis_url: str, log_dir: Path, **overrides:
     if not redis_url:
         env.pop("REDIS_URL")
     log_path = log_dir / f"gateway-{port}.log"
+    if "PROMETHEUS_MULTIPROC_DIR" not in overrides:  # its own: a scrape adds up every process writing there
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / f"metrics-{port}")
     cmd = [
         sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--timeout-graceful-shutdown", "15",
     ]  # fmt: skip
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     with log_path.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     gw = Gateway(port, proc, log_path, env)

@@ -5,6 +5,7 @@ The work itself is in proxy/gateway/pipeline.py. Every failure becomes an error 
 process's runtime (proxy/gateway/runtime.py) is built by the lifespan and reaches each request in its scope.
 """
 
+import asyncio
 import logging
 import random
 import time
@@ -12,12 +13,18 @@ import uuid
 
 from django.conf import settings
 
-from proxy.gateway import errors, health, pipeline
+from proxy.gateway import errors, health, metrics, pipeline
 from proxy.gateway.endpoints import ENDPOINTS
-from proxy.gateway.http import Incoming, read_body, send_error
+from proxy.gateway.http import Incoming, read_body, send_error, send_json
 from proxy.gateway.runtime import STATE_KEY, Runtime, runtime_start, runtime_stop
 
 log = logging.getLogger("proxy")
+
+PROBES = ("/healthz", "/readyz", "/metrics")  # served beside /v1: no API key, no log line
+READ_LABELS = (
+    ("/v1/messages/count_tokens", "messages.count_tokens"), ("/v1/models", "models"), ("/v1/key", "key"),
+    ("/v1/responses/", "responses.stored"),
+)  # fmt: skip
 
 
 async def app(scope: dict, receive, send) -> None:
@@ -26,22 +33,51 @@ async def app(scope: dict, receive, send) -> None:
     request_id = uuid.UUID(int=random.getrandbits(128), version=4)
     path, method = scope["path"].rstrip("/"), scope["method"]
     req = Incoming(scope, receive, send, request_id, started)
+    metrics.IN_FLIGHT.inc()
     try:
         await _route(scope["state"][STATE_KEY], req, path, method)
     except errors.ApiError as err:
+        if not req.settled:
+            metrics.refused(_endpoint_label(path), err.status)
         await send_error(req, err)
     except Exception:
         log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
         await send_error(req, errors.internal_error())
+    finally:
+        metrics.IN_FLIGHT.dec()
 
 
 async def probe(scope: dict, receive, send) -> None:
-    """``/healthz`` and ``/readyz`` (proxy/gateway/health.py): no key, no log line."""
+    """``/healthz``, ``/readyz`` (proxy/gateway/health.py) and ``/metrics``: no API key, no log line."""
     req = Incoming(scope, receive, send, uuid.UUID(int=0), time.perf_counter())
     if scope["path"] == "/healthz":
         await health.healthz(req)
-    else:
+    elif scope["path"] == "/readyz":
         await health.readyz(scope["state"][STATE_KEY], req)
+    else:
+        await _metrics(req)
+
+
+async def _metrics(req: Incoming) -> None:
+    if not metrics.authorized(req.header(b"authorization")):
+        await send_json(req, 401, b'{"error":"a valid METRICS_TOKEN is needed as a bearer token"}')
+        return
+    body, content_type = await asyncio.to_thread(metrics.exposition)  # reads every worker's files
+    await req.send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+    ]})  # fmt: skip
+    await req.send({"type": "http.response.body", "body": body})
+
+
+def _endpoint_label(path: str) -> str:
+    """The endpoint a refused request was for, from a closed set (a made-up path is ``other``)."""
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is not None:
+        return endpoint.name
+    for prefix, label in READ_LABELS:
+        if path.startswith(prefix):
+            return label
+    return "other"
 
 
 async def _route(rt: Runtime, req: Incoming, path: str, method: str) -> None:

@@ -12,6 +12,7 @@ class Circuits:
     def __init__(self) -> None:
         self._failures: dict[int, int] = {}
         self._open_until: dict[int, float] = {}
+        self._names: dict[int, str] = {}  # of providers that ever failed, for the metrics
 
     def is_open(self, provider: ProviderInfo) -> bool:
         until = self._open_until.get(provider.id)
@@ -30,6 +31,7 @@ class Circuits:
 
     def failure(self, provider: ProviderInfo) -> None:
         count = self._failures.get(provider.id, 0) + 1
+        self._names[provider.id] = provider.name
         self._failures[provider.id] = count
         if count >= provider.circuit_threshold:
             self._open_until[provider.id] = time.monotonic() + provider.circuit_cooldown
@@ -37,3 +39,8 @@ class Circuits:
     def state(self) -> dict[int, str]:
         now = time.monotonic()
         return {pid: "open" if until > now else "half-open" for pid, until in self._open_until.items()}
+
+    def named_states(self) -> dict[str, str]:
+        """Each provider that ever failed here, by name: ``open``, ``half-open`` or ``closed``."""
+        states = self.state()
+        return {name: states.get(pid, "closed") for pid, name in self._names.items()}

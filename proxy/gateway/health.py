@@ -19,7 +19,6 @@ from proxy.gateway.http import Incoming, dumps, send_json
 from proxy.gateway.runtime import Runtime
 
 READY_CHECK_SECONDS = 1.0
-PROBES = ("/healthz", "/readyz")
 
 
 async def healthz(req: Incoming) -> None:

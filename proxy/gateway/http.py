@@ -23,6 +23,8 @@ class Incoming:
     body: bytes = b""
     headers_out: list[tuple[bytes, bytes]] = field(default_factory=list)  # added to whatever is sent
     upstream_time: float = 0.0  # seconds spent waiting on the upstream, excluded from Server-Timing
+    overhead: float = 0.0  # the gateway's own seconds before the response began (Server-Timing's figure)
+    settled: bool = False  # admitted and recorded: settlement counted it, whatever error follows
     response_started: bool = False
     finished: bool = False  # the handler is done; a disconnect from now on is the normal end
     anthropic: bool = False  # a client of Anthropic's Messages API: its errors come in Anthropic's shape
@@ -43,11 +45,11 @@ class Incoming:
         return ", ".join(values) if values else None
 
     def common_headers(self) -> list[tuple[bytes, bytes]]:
-        overhead = (time.perf_counter() - self.started - self.upstream_time) * 1000
+        self.overhead = time.perf_counter() - self.started - self.upstream_time
         request_id = str(self.request_id).encode()
         headers = [
             (b"x-request-id", request_id),
-            (b"server-timing", b"gateway;dur=%.2f" % overhead),
+            (b"server-timing", b"gateway;dur=%.2f" % (self.overhead * 1000)),
             *self.headers_out,
         ]
         if self.anthropic:  # Anthropic's SDKs read the id from its own header

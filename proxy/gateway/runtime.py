@@ -17,7 +17,8 @@ from billing.credits import Credits
 from billing.settlement import Settler
 from portal.accounts.limits import Limiter, RedisLimiter, make_limiter
 from proxy.conversations.stored import StoredResponses
-from proxy.gateway import tokens
+from proxy.gateway import metrics, tokens
+from proxy.gateway.access import AccessLog
 from proxy.gateway.auth import Keys
 from proxy.gateway.catalog_cache import CatalogCache
 from proxy.gateway.circuits import Circuits
@@ -37,6 +38,7 @@ class Runtime:
     settler: Settler
     responses: StoredResponses
     session: aiohttp.ClientSession
+    access: AccessLog | None = None  # the access log, unless ACCESS_LOG is off
     tasks: list[asyncio.Task] = field(default_factory=list)
     draining: bool = False  # a graceful stop has begun: /readyz answers 503 (proxy/gateway/health.py)
 
@@ -50,15 +52,28 @@ async def runtime_start() -> Runtime:
     credits = Credits(run_db, name, settings.HOLD_TIMEOUT_SECONDS)
     catalog = CatalogCache(limiter)
     await catalog.start()
+    metrics.forget_dead_processes()
     rt = Runtime(
         name=name, limiter=limiter, keys=Keys(ttl), catalog=catalog, circuits=Circuits(), credits=credits,
-        settler=Settler(run_db, settings.SETTLE_FLUSH_SECONDS, credits), responses=_responses(limiter),
-        session=_session(),
+        settler=Settler(run_db, settings.SETTLE_FLUSH_SECONDS, credits, on_flush=metrics.flushed),
+        responses=_responses(limiter), session=_session(),
+        access=AccessLog(json=settings.LOG_FORMAT == "json") if settings.ACCESS_LOG else None,
     )  # fmt: skip
     rt.tasks.append(asyncio.create_task(catalog.watch(), name="catalog-watch"))
+    rt.tasks.append(asyncio.create_task(_sample(rt), name="metrics-sample"))
     rt.settler.start()
     rt.responses.start()
+    if rt.access is not None:
+        rt.access.start()
     return rt
+
+
+def _sample(rt: Runtime):
+    return metrics.sample(
+        queue_depth=lambda: rt.settler.pending,
+        leases=lambda: len(rt.credits.active_holds()),
+        circuits=rt.circuits.named_states,
+    )
 
 
 def _responses(limiter: Limiter) -> StoredResponses:
@@ -92,3 +107,6 @@ async def runtime_stop(rt: Runtime) -> None:
             await task
     await rt.session.close()
     await rt.limiter.close()
+    if rt.access is not None:
+        await rt.access.stop()
+    metrics.stopped()

@@ -33,7 +33,7 @@ from billing.pricing import MILLION, to_money, usage_cost
 from billing.settlement import Finished
 from billing.usage import Usage
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
-from proxy.gateway import errors, spend
+from proxy.gateway import errors, metrics, spend
 from proxy.gateway.auth import KeyInfo
 from proxy.gateway.endpoints.base import Endpoint, Request
 from proxy.gateway.http import Incoming
@@ -42,7 +42,6 @@ from proxy.gateway.spend import SpendClaim
 from proxy.gateway.streaming import Tally
 
 log = logging.getLogger("proxy")
-access = logging.getLogger("proxy.access")
 
 ROUGH_BYTES_PER_TOKEN = 8
 MAX_TOKENS = 2**31 - 1  # what a usage record's token columns hold
@@ -60,28 +59,42 @@ def settle(
         route=tally.route, request=request, tally=tally, status=status, reservation=reservation,
         raw_size=len(req.body),
     )  # fmt: skip
+    req.settled = True
     try:
         if reservation is not None:
             rt.credits.settle(reservation, record.cost)
         spend.adjust(rt, claim, record.cost)
     finally:
         rt.settler.add(record)
-        if settings.ACCESS_LOG and access.isEnabledFor(logging.INFO):
-            _access_line(record, key, model, tally)
+        try:
+            _observe(rt, req, record, key, model, tally)
+        except Exception:  # the books are kept above; metrics and the log line must never fail a request
+            log.exception("request %s could not be observed", req.request_id)
 
 
-def _access_line(record: Finished, key: KeyInfo, model: ModelInfo, tally: Tally) -> None:
-    """One line per admitted request, for operators: who (the key's prefix, never the key), what, where, how
-    it went and what it used; never the prompt or the answer. Fields go as ``extra`` too, for JSON logs."""
+def _observe(
+    rt: Runtime, req: Incoming, record: Finished, key: KeyInfo, model: ModelInfo, tally: Tally
+) -> None:
+    """The request in the metrics and the access log (never its prompt, its answer or its key)."""
     provider = tally.route.provider.name if tally.route else ""
-    fields = {
+    total = time.perf_counter() - req.started
+    first_token = tally.first_token_at - req.started if record.streamed and tally.first_token_at else None
+    cached = record.cache_read_tokens + record.cache_write_tokens + record.cache_write_1h_tokens
+    metrics.finished(
+        endpoint=record.endpoint, model=model.name, provider=provider, status=record.status, total=total,
+        upstream=req.upstream_time, overhead=req.overhead if req.response_started else total - req.upstream_time,
+        first_token=first_token, cost=float(record.cost), tokens=(
+            ("input", max(record.prompt_tokens - cached, 0)), ("cache_read", record.cache_read_tokens),
+            ("cache_write_5m", record.cache_write_tokens), ("cache_write_1h", record.cache_write_1h_tokens),
+            ("output", record.completion_tokens), ("reasoning", record.reasoning_tokens),
+        ),
+    )  # fmt: skip
+    if rt.access is not None:
         # The display prefix without its "sk-", which the log's secret filter would mask as a key.
-        "request_id": str(record.request_id), "key_prefix": key.prefix.removeprefix("sk-"),
-        "endpoint": record.endpoint,
-        "model": model.name, "provider": provider, "status": record.status, "latency_ms": record.latency_ms,
-        "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
-    }  # fmt: skip
-    access.info(" ".join(f"{name}={value}" for name, value in fields.items()), extra={"fields": fields})
+        rt.access.add(
+            str(record.request_id), key.prefix.removeprefix("sk-"), record.endpoint, model.name, provider,
+            record.status, record.latency_ms, record.prompt_tokens, record.completion_tokens,
+        )  # fmt: skip
 
 
 def check_capacity(rt: Runtime) -> None:

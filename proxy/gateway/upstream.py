@@ -17,7 +17,7 @@ import orjson
 
 from portal.logs import redact
 from proxy.catalog.snapshot import ModelInfo, ProviderInfo, RouteInfo
-from proxy.gateway import demo, errors
+from proxy.gateway import demo, errors, metrics
 from proxy.gateway.circuits import Circuits
 from proxy.gateway.http import Incoming
 
@@ -166,16 +166,19 @@ async def first_answer(
     in it (even a garbled body) can still move on to the next route.
     """
     last: UpstreamFailure | None = None
+    failed: RouteInfo | None = None
     for route in model.routes:
         if circuits.is_open(route.provider):
             continue
+        if failed is not None:  # moving on from a route that failed
+            metrics.failover(model.name, failed.provider.name)
         try:
             result = await attempt(route)
         except UpstreamFailure as failure:
             if failure.client_error is not None:
                 raise failure.client_error from None
             circuits.failure(route.provider)
-            last = failure
+            last, failed = failure, route
             continue
         circuits.success(route.provider)
         return route, result
