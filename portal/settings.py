@@ -113,7 +113,8 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # it later, perhaps on a session that never heard of it. Everything else already fits: Django's psycopg 3
     # backend binds parameters client-side and never prepares statements (prepare_threshold None), SET
     # TRANSACTION and COPY run inside their transaction, there are no advisory locks, LISTEN/NOTIFY or temporary
-    # tables (cache changes travel through Redis), and the poolers keep the TimeZone Django sets per client.
+    # tables (cache changes travel through Redis), and PgBouncer tracks the TimeZone Django may SET at connect and
+    # sets it again on whichever server session serves that client.
     DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
     if DATABASE_POOLER not in ("", "session", "transaction"):
         raise ImproperlyConfigured("DATABASE_POOLER must be empty, 'session' or 'transaction'.")
@@ -170,8 +171,8 @@ STREAM_KEEPALIVE_SECONDS = env.float("STREAM_KEEPALIVE_SECONDS", default=15.0)
 # After SIGTERM, /readyz answers 503 and the process keeps serving this long before it stops listening, so a
 # load balancer takes it out of rotation first (behind one, a few seconds more than its probe interval).
 DRAIN_SECONDS = env.float("DRAIN_SECONDS", default=0.0)
-# One access line per /v1 request at INFO (proxy/gateway/settlement.py). It costs throughput: about a fifth of
-# the requests per second at 32 connections on two cores (docs/performance.md); off, the usage records remain.
+# One access line per /v1 request at INFO (proxy/gateway/access.py), written a batch at a time; off, the usage
+# records remain.
 ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
 # GET /metrics (proxy/gateway/metrics.py): open unless a token is set, then only with it as a bearer token.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
@@ -179,6 +180,10 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # read when prometheus_client is imported, so it is set here, before anything imports it.
 METRICS_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics")))
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+# OpenTelemetry traces (proxy/gateway/tracing.py), sent by OTLP over HTTP when an endpoint is set; the exporter
+# reads the other standard OTEL_* variables itself.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="inference-space")
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 # Settlement is batched: finished requests are written together at most this often (see billing/settlement.py).
 SETTLE_FLUSH_SECONDS = env.float("SETTLE_FLUSH_SECONDS", default=0.2)

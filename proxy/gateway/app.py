@@ -13,7 +13,7 @@ import uuid
 
 from django.conf import settings
 
-from proxy.gateway import errors, health, metrics, pipeline
+from proxy.gateway import errors, health, metrics, pipeline, tracing
 from proxy.gateway.endpoints import ENDPOINTS
 from proxy.gateway.http import Incoming, read_body, send_error, send_json
 from proxy.gateway.runtime import STATE_KEY, Runtime, runtime_start, runtime_stop
@@ -34,17 +34,20 @@ async def app(scope: dict, receive, send) -> None:
     path, method = scope["path"].rstrip("/"), scope["method"]
     req = Incoming(scope, receive, send, request_id, started)
     metrics.IN_FLIGHT.inc()
-    try:
-        await _route(scope["state"][STATE_KEY], req, path, method)
-    except errors.ApiError as err:
-        if not req.settled:
-            metrics.refused(_endpoint_label(path), err.status)
-        await send_error(req, err)
-    except Exception:
-        log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
-        await send_error(req, errors.internal_error())
-    finally:
-        metrics.IN_FLIGHT.dec()
+    with tracing.request(scope, method, path) as req.span:
+        tracing.describe(req.span, request_id=str(request_id))
+        try:
+            await _route(scope["state"][STATE_KEY], req, path, method)
+        except errors.ApiError as err:
+            if not req.settled:
+                metrics.refused(_endpoint_label(path), err.status)
+                tracing.describe(req.span, status=err.status, error=err.code or err.type)
+            await send_error(req, err)
+        except Exception:
+            log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
+            await send_error(req, errors.internal_error())
+        finally:
+            metrics.IN_FLIGHT.dec()
 
 
 async def probe(scope: dict, receive, send) -> None:

@@ -4,6 +4,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -28,6 +29,7 @@ class Incoming:
     response_started: bool = False
     finished: bool = False  # the handler is done; a disconnect from now on is the normal end
     anthropic: bool = False  # a client of Anthropic's Messages API: its errors come in Anthropic's shape
+    span: Any = None  # its trace's server span, when tracing (proxy/gateway/tracing.py)
 
     def query(self) -> dict[str, str]:
         """The query string's parameters, the last of each name."""

@@ -20,7 +20,7 @@ from portal.accounts.limits import LimiterUnavailable, Quota
 from portal.accounts.redispipe import RedisUnavailable
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
 from proxy.conversations.services import items_page
-from proxy.gateway import admission, errors, settlement, spend, streaming, tokens
+from proxy.gateway import admission, errors, settlement, spend, streaming, tokens, tracing
 from proxy.gateway.auth import KeyInfo
 from proxy.gateway.db import run_db
 from proxy.gateway.endpoints.base import ANTHROPIC, Endpoint, Request, route_style
@@ -53,8 +53,10 @@ async def serve(rt: Runtime, req: Incoming, endpoint: Endpoint) -> None:
         await endpoint.prepare(rt, req, key, request)  # the endpoint's own reads (an earlier turn, say): 400
     _check_context(endpoint, model, request, len(req.body))  # 400 context_length_exceeded
     settlement.check_capacity(rt)  # 503 while usage can't be recorded
-    key, quota = await admission.admit(rt, req, key_hash, key)  # 429 + Retry-After
-    model, reservation, claim = await _reserve(rt, req, endpoint, key, quota, request)  # 402; never overdraws
+    with tracing.step("admission"):
+        key, quota = await admission.admit(rt, req, key_hash, key)  # 429 + Retry-After
+    with tracing.step("reservation", model=model.name):
+        model, reservation, claim = await _reserve(rt, req, endpoint, key, quota, request)  # 402; no overdraw
     tally, status = Tally(), 500
     if settlement.wants_cost(request.body):  # its cost in the answer's usage
         tally.cost_of = partial(settlement.cost_report, model, tally)
@@ -64,10 +66,11 @@ async def serve(rt: Runtime, req: Incoming, endpoint: Endpoint) -> None:
         status, tally.error_code = err.status, err.code or err.type
         raise
     finally:
-        settlement.settle(
-            rt, req, endpoint=endpoint, key=key, model=model, request=request, tally=tally,
-            reservation=reservation, claim=claim, status=status,
-        )  # fmt: skip
+        with tracing.step("settlement"):
+            settlement.settle(
+                rt, req, endpoint=endpoint, key=key, model=model, request=request, tally=tally,
+                reservation=reservation, claim=claim, status=status,
+            )  # fmt: skip
 
 
 def _check_serves(model: ModelInfo, endpoint: Endpoint) -> None:

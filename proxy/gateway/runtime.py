@@ -17,7 +17,7 @@ from billing.credits import Credits
 from billing.settlement import Settler
 from portal.accounts.limits import Limiter, RedisLimiter, make_limiter
 from proxy.conversations.stored import StoredResponses
-from proxy.gateway import metrics, tokens
+from proxy.gateway import metrics, tokens, tracing
 from proxy.gateway.access import AccessLog
 from proxy.gateway.auth import Keys
 from proxy.gateway.catalog_cache import CatalogCache
@@ -53,6 +53,7 @@ async def runtime_start() -> Runtime:
     catalog = CatalogCache(limiter)
     await catalog.start()
     metrics.forget_dead_processes()
+    tracing.start()
     rt = Runtime(
         name=name, limiter=limiter, keys=Keys(ttl), catalog=catalog, circuits=Circuits(), credits=credits,
         settler=Settler(run_db, settings.SETTLE_FLUSH_SECONDS, credits, on_flush=metrics.flushed),
@@ -110,3 +111,4 @@ async def runtime_stop(rt: Runtime) -> None:
     if rt.access is not None:
         await rt.access.stop()
     metrics.stopped()
+    await asyncio.to_thread(tracing.stop)  # sends the last spans

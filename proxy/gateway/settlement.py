@@ -33,7 +33,7 @@ from billing.pricing import MILLION, to_money, usage_cost
 from billing.settlement import Finished
 from billing.usage import Usage
 from proxy.catalog.snapshot import ModelInfo, RouteInfo
-from proxy.gateway import errors, metrics, spend
+from proxy.gateway import errors, metrics, spend, tracing
 from proxy.gateway.auth import KeyInfo
 from proxy.gateway.endpoints.base import Endpoint, Request
 from proxy.gateway.http import Incoming
@@ -89,6 +89,9 @@ def _observe(
             ("output", record.completion_tokens), ("reasoning", record.reasoning_tokens),
         ),
     )  # fmt: skip
+    tracing.describe(
+        req.span, endpoint=record.endpoint, model=model.name, provider=provider, status=record.status
+    )
     if rt.access is not None:
         # The display prefix without its "sk-", which the log's secret filter would mask as a key.
         rt.access.add(

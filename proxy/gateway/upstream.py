@@ -17,7 +17,7 @@ import orjson
 
 from portal.logs import redact
 from proxy.catalog.snapshot import ModelInfo, ProviderInfo, RouteInfo
-from proxy.gateway import demo, errors, metrics
+from proxy.gateway import demo, errors, metrics, tracing
 from proxy.gateway.circuits import Circuits
 from proxy.gateway.http import Incoming
 
@@ -109,6 +109,7 @@ async def open_route(
     if provider.kind == "demo":
         return demo.respond(path, orjson.loads(payload), stream)
     query, headers = _request_headers(provider, client)
+    headers = tracing.outgoing(headers, client.scope["headers"] if client is not None else None)
     try:
         async with asyncio.timeout(provider.connect_timeout + provider.first_byte_timeout):
             response = await session.post(
@@ -173,7 +174,8 @@ async def first_answer(
         if failed is not None:  # moving on from a route that failed
             metrics.failover(model.name, failed.provider.name)
         try:
-            result = await attempt(route)
+            with tracing.upstream(route.provider.name, route.upstream_model):
+                result = await attempt(route)
         except UpstreamFailure as failure:
             if failure.client_error is not None:
                 raise failure.client_error from None

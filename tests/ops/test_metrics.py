@@ -1,6 +1,8 @@
 """GET /metrics over HTTP, parsed with prometheus_client's own parser: the series move as requests are made,
 in one process and adding up across two workers, behind METRICS_TOKEN when it is set, with bounded labels."""
 
+import json
+import re
 import time
 import urllib.request
 from decimal import Decimal
@@ -15,7 +17,7 @@ from billing.models import UsageRecord
 from billing.services import account_for, credits_grant
 from proxy.catalog.importer import catalog_import
 from tests.conftest import database_url, unique, write_catalog
-from tests.live import start_gateway
+from tests.live import ROOT, start_gateway
 from tests.proxy.test_chat import HIGH_LIMITS, client, fake_provider, serve_model, user, wait_usage
 
 NS = "inference_space"
@@ -117,22 +119,31 @@ def test_refusals_are_counted_by_reason(gateway, catalog, make_key):
         assert grown == 1, reason
 
 
-def test_a_paid_request_adds_its_cost_and_shows_an_open_lease(
-    gateway, upstream, make_user, make_key, tmp_path
-):
+def paid_requests(
+    gateway, upstream, make_user, make_key, tmp_path, count: int
+) -> tuple[str, list[UsageRecord]]:
+    """``count`` requests to a new paid model, by a funded key, settled."""
     provider = fake_provider(upstream)
     model = unique("paid")
     spec = {"id": model, "owned_by": "test", "input_usd_per_mtok": "3", "output_usd_per_mtok": "15",
             "routes": [{"provider": provider["name"], "upstream_model": "echo"}]}  # fmt: skip
-    catalog_import(path=write_catalog(tmp_path / "paid.toml", [provider], [spec]))
+    catalog_import(path=write_catalog(tmp_path / f"{model}.toml", [provider], [spec]))
     owner = make_user()
     credits_grant(account=account_for(user=owner), amount=Decimal(5), reason="test funds", actor=None)
     _, raw = make_key(owner=owner, **HIGH_LIMITS)
     api = client(gateway, raw)
     api.models.retrieve(model)
+    ids = [
+        api.chat.completions.create(model=model, messages=user("bill me"))._request_id for _ in range(count)
+    ]
+    return model, [wait_usage(i) for i in ids]
+
+
+def test_a_paid_request_adds_its_cost_and_shows_an_open_lease(
+    gateway, upstream, make_user, make_key, tmp_path
+):
     before = scrape(gateway)
-    ids = [api.chat.completions.create(model=model, messages=user("bill me"))._request_id for _ in range(2)]
-    records = [wait_usage(i) for i in ids]
+    model, records = paid_requests(gateway, upstream, make_user, make_key, tmp_path, 2)
     time.sleep(0.2)
     after = scrape(gateway)
     cost = value(after, f"{NS}_cost_usd_total", model=model) - value(
@@ -143,7 +154,8 @@ def test_a_paid_request_adds_its_cost_and_shows_an_open_lease(
     assert value(scrape(gateway), f"{NS}_credit_leases_open") >= 1
 
 
-def test_failovers_and_the_circuit_are_visible(gateway, upstream, make_key, tmp_path):
+def failover_model(gateway, upstream, make_key, tmp_path) -> tuple[str, str]:
+    """A model whose first route always fails (its circuit opens after two failures), used three times."""
     _, raw = make_key(**HIGH_LIMITS)
     api = client(gateway, raw)
     broken = fake_provider(upstream, circuit_threshold=2, circuit_cooldown=60)
@@ -153,12 +165,15 @@ def test_failovers_and_the_circuit_are_visible(gateway, upstream, make_key, tmp_
     )
     for _ in range(3):
         assert api.chat.completions.create(model=model, messages=user("around")).choices[0].message.content
+    return model, broken["name"]
+
+
+def test_failovers_and_the_circuit_are_visible(gateway, upstream, make_key, tmp_path):
+    model, broken = failover_model(gateway, upstream, make_key, tmp_path)
     time.sleep(1.1)  # the circuit gauge is sampled once a second
     samples = scrape(gateway)
-    assert (
-        value(samples, f"{NS}_failovers_total", model=model, provider=broken["name"]) == 2
-    )  # then it opened
-    assert value(samples, f"{NS}_provider_circuit_state", provider=broken["name"]) == 2
+    assert value(samples, f"{NS}_failovers_total", model=model, provider=broken) == 2  # then it opened
+    assert value(samples, f"{NS}_provider_circuit_state", provider=broken) == 2
 
 
 def test_labels_never_hold_keys_or_made_up_names(gateway, catalog, make_key):
@@ -169,6 +184,27 @@ def test_labels_never_hold_keys_or_made_up_names(gateway, catalog, make_key):
     text = urllib.request.urlopen(f"{gateway.url}/metrics", timeout=10).read().decode()
     assert invented not in text and raw not in text and key.prefix not in text
     assert "refusals_total" in text
+
+
+def test_every_series_the_grafana_dashboard_plots_exists(
+    gateway, upstream, catalog, make_user, make_key, tmp_path
+):
+    """After traffic of every kind (streamed, refused, failed over, paid), each metric the dashboard's queries
+    name is in a scrape."""
+    failover_model(gateway, upstream, make_key, tmp_path)
+    paid_requests(gateway, upstream, make_user, make_key, tmp_path, 1)
+    _, raw = make_key(rpm_limit=1, rpd_limit=10)
+    api = client(gateway, raw)
+    list(api.chat.completions.create(model=catalog["echo"], messages=user("stream"), stream=True))
+    with pytest.raises(openai.RateLimitError):
+        api.chat.completions.create(model=catalog["echo"], messages=user("refused"))
+    time.sleep(1.1)  # the gauges are sampled once a second
+    samples = scrape(gateway)
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    named = set(re.findall(rf"{NS}_[a-z0-9_]+", " ".join(exprs)))
+    present = {name for name, _ in samples}
+    assert len(named) >= 15 and named <= present, named - present
 
 
 @pytest.fixture(scope="module")
