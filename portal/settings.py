@@ -49,7 +49,9 @@ def _derived(purpose: str) -> bytes:
 
 # API keys are stored as HMAC-SHA256 under this secret. Changing it invalidates every key, so set it once.
 KEY_HASH_SECRET = env.str("KEY_HASH_SECRET", default="").encode() or _derived("api-key-hash")
-# Fernet key for provider secrets stored in the database.
+# Fernet keys for provider secrets stored in the database, comma-separated: the first encrypts, every one
+# decrypts, so a key can be rotated (put the new one first, run `manage.py rotate_provider_secrets`, then drop
+# the old one; proxy/catalog/secrets.py).
 FIELD_ENCRYPTION_KEY = (
     env.str("FIELD_ENCRYPTION_KEY", default="")
     or base64.urlsafe_b64encode(_derived("field-encryption")).decode()

@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from cryptography.fernet import Fernet, InvalidToken
-from django.conf import settings
-
+from proxy.catalog import secrets
 from proxy.catalog.models import Model, Route
 from proxy.catalog.prices import Prices
 
@@ -93,8 +91,8 @@ def provider_secret(*, encrypted: str, env_name: str) -> str | None:
     """The provider's API key: decrypted from the database, else read from the named environment variable."""
     if encrypted:
         try:
-            return Fernet(settings.FIELD_ENCRYPTION_KEY.encode()).decrypt(encrypted.encode()).decode()
-        except InvalidToken:
+            return secrets.decrypt(encrypted)
+        except secrets.InvalidToken:
             return None  # a rotated encryption key: the provider answers 401 and the operator sees it
     return os.environ.get(env_name) if env_name else None
 

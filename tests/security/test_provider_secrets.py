@@ -83,3 +83,44 @@ def test_an_upstream_that_quotes_the_secret_in_a_client_error_does_not_leak_it(
     assert answer.status_code == 400, answer.text
     assert secret not in answer.text, f"the provider's secret reached the client: {answer.text}"
     assert secret not in loud_gateway.log()
+
+
+def test_the_encryption_key_rotates_without_losing_a_secret(secret_provider, settings):
+    """A new key listed first encrypts; the old one, still listed, decrypts; ``rotate_provider_secrets``
+    moves every stored secret to the new key, after which the old one can go. Rotated back at the end, so the
+    other tests' gateways keep reading their providers."""
+    from django.core.management import call_command
+
+    from proxy.catalog.snapshot import provider_secret
+
+    name, secret = secret_provider
+    old, new = settings.FIELD_ENCRYPTION_KEY, Fernet.generate_key().decode()
+    stored = Provider.objects.get(name=name).api_key_encrypted
+    settings.FIELD_ENCRYPTION_KEY = f"{new}, {old}"
+    assert provider_secret(encrypted=stored, env_name="") == secret  # the old key still opens it
+    call_command("rotate_provider_secrets")
+    rotated = Provider.objects.get(name=name).api_key_encrypted
+    assert rotated != stored
+    settings.FIELD_ENCRYPTION_KEY = new
+    assert provider_secret(encrypted=rotated, env_name="") == secret
+    settings.FIELD_ENCRYPTION_KEY = old
+    assert provider_secret(encrypted=rotated, env_name="") is None  # the old key alone no longer opens it
+    settings.FIELD_ENCRYPTION_KEY = f"{old},{new}"
+    call_command("rotate_provider_secrets")
+    settings.FIELD_ENCRYPTION_KEY = old
+    assert provider_secret(encrypted=Provider.objects.get(name=name).api_key_encrypted, env_name="") == secret
+
+
+def test_rotation_names_a_secret_no_listed_key_opens(secret_provider, settings):
+    from django.core.management import CommandError, call_command
+
+    name, _ = secret_provider
+    stored = Provider.objects.get(name=name).api_key_encrypted
+    stranger = Fernet(Fernet.generate_key()).encrypt(b"lost").decode()
+    Provider.objects.filter(name=name).update(api_key_encrypted=stranger)
+    try:
+        with pytest.raises(CommandError, match=name):
+            call_command("rotate_provider_secrets")
+        assert Provider.objects.get(name=name).api_key_encrypted == stranger  # left as it was
+    finally:  # a later rotation in this database must not trip over it
+        Provider.objects.filter(name=name).update(api_key_encrypted=stored)
