@@ -23,6 +23,13 @@ def key_hash(raw: str) -> str:
     return hmac.new(settings.KEY_HASH_SECRET, raw.encode(), hashlib.sha256).hexdigest()
 
 
+def key_hash_previous(raw: str) -> str | None:
+    """The key's hash under ``KEY_HASH_SECRET_PREVIOUS`` while a rotation is under way, else None."""
+    if not settings.KEY_HASH_SECRET_PREVIOUS:
+        return None
+    return hmac.new(settings.KEY_HASH_SECRET_PREVIOUS, raw.encode(), hashlib.sha256).hexdigest()
+
+
 def key_display_prefix(raw: str) -> str:
     return raw[: len(MANAGEMENT_PREFIX) + 4] if raw.startswith(MANAGEMENT_PREFIX) else raw[:DISPLAY_CHARS]
 

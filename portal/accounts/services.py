@@ -42,6 +42,15 @@ def key_create(
     return key, raw
 
 
+def key_rehash(*, raw: str) -> bool:
+    """While ``KEY_HASH_SECRET`` is being rotated: store a key found under the previous secret under the
+    current one. Returns whether there was such a key (the caller then looks it up again)."""
+    previous = keys.key_hash_previous(raw)
+    if previous is None:
+        return False
+    return ApiKey.objects.filter(hash=previous).update(hash=keys.key_hash(raw)) > 0
+
+
 def key_revoke(*, key: ApiKey) -> ApiKey:
     """Revoke for good. Every gateway refuses the key from its next request on."""
     with transaction.atomic():

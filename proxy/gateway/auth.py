@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
@@ -19,6 +20,7 @@ from portal.accounts import keys
 from portal.accounts.limits import effective_limits
 from portal.accounts.models import ApiKey
 from portal.accounts.notify import versions_sync
+from portal.accounts.services import key_rehash
 from proxy.gateway import errors
 from proxy.gateway.db import run_db
 
@@ -151,9 +153,21 @@ class Keys:
         key_hash = key_hash_from_header(authorization)
         info = self.cache.get(key_hash)
         if info is None:
-            info = await self.load(key_hash)
+            try:
+                info = await self.load(key_hash)
+            except errors.ApiError as err:
+                if err.status != 401 or not await self._rehashed(authorization):
+                    raise
+                info = await self.load(key_hash)
         _refuse(info)
         return key_hash, info
+
+    async def _rehashed(self, authorization: str | None) -> bool:
+        """While KEY_HASH_SECRET is rotated, a key unknown under the new secret may be one stored under the old."""
+        if not settings.KEY_HASH_SECRET_PREVIOUS:
+            return False
+        token = keys.bearer_token(authorization)
+        return token is not None and await run_db(key_rehash, raw=token)
 
     async def reload(self, key_hash: str) -> KeyInfo:
         """A fresh read of a key whose cached entry went stale, or its refusal."""

@@ -15,6 +15,7 @@ from rest_framework.throttling import BaseThrottle
 
 from portal.accounts import keys
 from portal.accounts.models import ApiKey
+from portal.accounts.services import key_rehash
 
 log = logging.getLogger("portal.site.api")
 _TOUCH_EVERY = timedelta(minutes=1)  # last_used_at for management keys, without a write per request
@@ -36,6 +37,8 @@ class BearerKeyAuthentication(BaseAuthentication):
         if token is None or not keys.key_is_well_formed(token):
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
         key = ApiKey.objects.select_related("owner").filter(hash=keys.key_hash(token)).first()
+        if key is None and key_rehash(raw=token):  # a key hashed under the previous secret, moved over
+            key = ApiKey.objects.select_related("owner").filter(hash=keys.key_hash(token)).first()
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
         if key.status != "active":
