@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import accounting, cli, gatewaylog, phases, procs, pyspy, report, setup, table, wrk
+from bench import accounting, cli, gatewaylog, phases, procs, pyspy, report, setup, table, workers, wrk
 from bench.setup import CLAUDE_MODEL, EMBED_MODEL, FREE_MODEL, PAID_MODEL, UPSTREAM_MODEL
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-embeddings", action="store_true", help="don't measure POST /v1/embeddings")
     parser.add_argument("--skip-responses", action="store_true", help="don't measure POST /v1/responses")
     parser.add_argument("--skip-messages", action="store_true", help="don't measure POST /v1/messages")
+    parser.add_argument(
+        "--skip-workers", action="store_true", help="don't measure the gateway with 2 worker processes"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
     return parser.parse_args(argv)
 
@@ -71,6 +74,7 @@ def resolve(args: argparse.Namespace) -> dict:
         "skip_embeddings": args.skip_embeddings,
         "skip_responses": args.skip_responses,
         "skip_messages": args.skip_messages,
+        "skip_workers": args.skip_workers,
         "wait_quiet": args.wait_quiet,
     }
 
@@ -112,6 +116,8 @@ def _brief(phase: dict) -> str:
             f"p50 {d['p50_ms']:.3f} -> {g['p50_ms']:.3f} ms, p99 {d['p99_ms']:.3f} -> {g['p99_ms']:.3f} ms, "
             f"{d.get('ok_rps', 0):,.0f} -> {g.get('ok_rps', 0):,.0f} ok req/s, non-2xx {g.get('non_2xx', '-')}"
         )
+    if "workers" in phase:
+        return workers.brief(phase)
     if "added_p50_ms" in phase:
         return f"added p50 {phase['added_p50_ms']:+.3f} ms, p99 {phase['added_p99_ms']:+.3f} ms"
     if "growth_pct" in phase:
@@ -119,7 +125,9 @@ def _brief(phase: dict) -> str:
     return "ok"
 
 
-def run_phases(ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Service) -> None:
+def run_phases(
+    ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Service, fixture: setup.Fixture
+) -> None:
     """Every phase in order; once the gateway process is gone, the remaining ones are marked as such."""
 
     def rate() -> float:  # the free model's measured rate sizes the RSS runs
@@ -151,6 +159,10 @@ def run_phases(ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Servic
     ]
     if not opts["skip_paid"]:
         plan += [("paid_1c", compare(PAID_MODEL, 1, 1)), ("paid_32c", compare(PAID_MODEL, 32, 2))]
+    if not opts["skip_workers"]:  # last: a second gateway on the machine must not disturb the other phases
+        models = [FREE_MODEL] + ([] if opts["skip_paid"] else [PAID_MODEL])
+        log, cpus = RESULTS_DIR / "gateway-workers.log", results["pinning"]["gateway"]
+        plan.append(("workers_32c", lambda: workers.phase(ctx, fixture.env, models, log, cpus)))
     for name, fn in plan:
         if not gateway.alive():
             results["phases"][name] = {
@@ -221,7 +233,8 @@ def serve_and_measure(opts: dict, results: dict, stack: contextlib.ExitStack, wo
         upstream_port, fixture.env, RESULTS_DIR / "upstream.log", plan["upstream"]
     )
     stack.callback(upstream.stop)
-    gateway = procs.start_gateway(gateway_port, fixture.env, RESULTS_DIR / "gateway.log", plan["gateway"])
+    env = setup.gateway_env(fixture.env, workdir / "metrics")
+    gateway = procs.start_gateway(gateway_port, env, RESULTS_DIR / "gateway.log", plan["gateway"])
     stack.callback(gateway.stop)
     auth = {"Authorization": f"Bearer {fixture.key}"}
     procs.wait_ready(upstream, f"{upstream_base}/v1/models", {})
@@ -235,7 +248,7 @@ def serve_and_measure(opts: dict, results: dict, stack: contextlib.ExitStack, wo
     skipped = (opts["skip_paid"], opts["skip_embeddings"], opts["skip_responses"], opts["skip_messages"])
     results["probes"] = probes(ctx, *(not skip for skip in skipped))
     results["gateway"] = {"rss_at_start_mb": round(procs.rss_bytes(gateway.pid) / 2**20, 2)}
-    run_phases(ctx, opts, results, gateway)
+    run_phases(ctx, opts, results, gateway, fixture)
     if opts["profile"]:
         run_profiles(ctx, opts, results)
     results["gateway"]["alive_at_end"] = gateway.alive()

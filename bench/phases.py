@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench import ttfc, wrk
-from bench.procs import busiest, cpu_seconds, cpu_snapshot, rss_bytes
+from bench.procs import busiest, cpu_seconds, cpu_snapshot, machine_jiffies, rss_bytes
 from bench.setup import FREE_MODEL, UPSTREAM_MODEL, chat_body, embeddings_body, messages_body, responses_body
 
 PATH = "/v1/chat/completions"
@@ -75,6 +75,7 @@ class Ctx:
     gateway_pid: int
     upstream_pid: int
     sent: Counter = field(default_factory=Counter)  # requests sent to the gateway, per model
+    gateway_workers: tuple[int, ...] = ()  # a supervisor's workers (uvicorn --workers), counted with it
 
     def url(self, target: str, endpoint: str = "chat") -> str:
         return (self.direct if target == "direct" else self.gateway) + ENDPOINTS[side(target, endpoint)].path
@@ -106,18 +107,27 @@ def load(
 def measure(
     ctx: Ctx, target: str, model: str, connections: int, threads: int, endpoint: str = "chat"
 ) -> dict:
-    """Warm up, then one measured run; also how busy each server was during it (% of one core)."""
+    """Warm up, then one measured run; also how busy each server was during it (% of one core), each of the
+    gateway's workers when it has several, and the whole machine (in cores)."""
     warm = load(ctx, target, model, connections, threads, ctx.warmup, endpoint) if ctx.warmup else None
-    pids = {"gateway": ctx.gateway_pid, "upstream": ctx.upstream_pid}
-    machine = cpu_snapshot()
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    groups = {"gateway": (ctx.gateway_pid, *ctx.gateway_workers), "upstream": (ctx.upstream_pid,)}
+    machine, jiffies = cpu_snapshot(), machine_jiffies()
+    before = {pid: cpu_seconds(pid) for pids in groups.values() for pid in pids}
     result = load(ctx, target, model, connections, threads, ctx.seconds, endpoint)
-    busy = {
-        name: round(100 * (cpu_seconds(pid) - before[name]) / result.duration_s, 1)
-        for name, pid in pids.items()
-    }
-    others = busiest(machine, cpu_snapshot(), result.duration_s, {*pids.values(), os.getpid()})
-    out = {"model": model, **result.summary(), "cpu_pct": busy, "other_processes": others, "raw": result.raw}
+    busy_now, total_now = machine_jiffies()
+    used = {pid: cpu_seconds(pid) - seconds for pid, seconds in before.items()}
+
+    def pct(*pids: int) -> float:
+        return round(100 * sum(used[pid] for pid in pids) / result.duration_s, 1)
+
+    others = busiest(machine, cpu_snapshot(), result.duration_s, {*before, os.getpid()})
+    cores = (os.cpu_count() or 1) * (busy_now - jiffies[0]) / max(total_now - jiffies[1], 1)
+    out = {
+        "model": model, **result.summary(), "cpu_pct": {name: pct(*pids) for name, pids in groups.items()},
+        "machine_busy_cores": round(cores, 2), "other_processes": others, "raw": result.raw,
+    }  # fmt: skip
+    if ctx.gateway_workers:
+        out["worker_cpu_pct"] = [pct(pid) for pid in ctx.gateway_workers]
     if warm is not None:
         out["warmup"] = {"requests": warm.requests, "rps": warm.rps, "non_2xx": warm.non_2xx}
     return out

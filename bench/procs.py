@@ -1,4 +1,5 @@
-"""The two servers under test, as child processes: the fake upstream and one uvicorn gateway process.
+"""The servers under test, as child processes: the fake upstream and uvicorn gateways (one process, or a
+supervisor with ``--workers N``).
 
 Each runs in its own session (process group), so a Ctrl-C in the terminal reaches only the benchmark, which
 then stops them in order: the gateway first, gracefully, so that it flushes its settlement queue.
@@ -75,8 +76,9 @@ class Service:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 self.killed = True
+                # The whole group: a supervisor's workers would otherwise outlive it.
                 with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self.exit_code = self.proc.returncode
         if not self.log_file.closed:
@@ -108,20 +110,25 @@ def start_upstream(port: int, env: dict[str, str], log_path: Path, cpus: str | N
 
 
 def start_uvicorn(
-    name: str, app: str, port: int, env: dict[str, str], log_path: Path, cpus: str | None, cwd: Path = ROOT
-) -> Service:
-    """One uvicorn process with the fast event loop and HTTP parser, no access log (as in production)."""
+    name: str, app: str, port: int, env: dict[str, str], log_path: Path, cpus: str | None, cwd: Path = ROOT,
+    workers: int = 1,
+) -> Service:  # fmt: skip
+    """uvicorn with the fast event loop and HTTP parser, no access log (as in production): one process, or
+    with ``workers`` > 1 a supervisor whose workers accept on its socket (``worker_pids`` finds them)."""
     cmd = [
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     return start(name, cmd, env, log_path, cpus, cwd)
 
 
 def start_gateway(
-    port: int, env: dict[str, str], log_path: Path, cpus: str | None, cwd: Path = ROOT, name: str = "gateway"
-) -> Service:
-    return start_uvicorn(name, "portal.asgi:application", port, env, log_path, cpus, cwd)
+    port: int, env: dict[str, str], log_path: Path, cpus: str | None, cwd: Path = ROOT, name: str = "gateway",
+    workers: int = 1,
+) -> Service:  # fmt: skip
+    return start_uvicorn(name, "portal.asgi:application", port, env, log_path, cpus, cwd, workers)
 
 
 def wait_ready(service: Service, url: str, headers: dict[str, str], timeout: float = 60.0) -> float:
@@ -148,6 +155,68 @@ def wait_ready(service: Service, url: str, headers: dict[str, str], timeout: flo
     )
 
 
+def _listening_inode(port: int) -> str | None:
+    """The socket inode listening on 127.0.0.1:``port`` (/proc/net/tcp: state 0A is LISTEN)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            return fields[9]
+    return None
+
+
+def _watches(pid: int, inode: str) -> bool:
+    """True when one of ``pid``'s epoll sets holds the socket ``inode``: its event loop accepts there."""
+    sockets, polls = set(), []
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed in the meantime
+                link = os.readlink(fd)
+                if link == f"socket:[{inode}]":
+                    sockets.add(fd.name)
+                elif link == "anon_inode:[eventpoll]":
+                    polls.append(fd.name)
+        for poll in polls:
+            for line in Path(f"/proc/{pid}/fdinfo/{poll}").read_text().splitlines():
+                if line.startswith("tfd:") and line.split()[1] in sockets:
+                    return True
+    except OSError:  # the process is gone
+        return False
+    return False
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return sorted(out)
+
+
+def worker_pids(service: Service, port: int, count: int, timeout: float = 60.0) -> list[int]:
+    """Wait until ``count`` of a supervisor's workers accept on ``port``; their PIDs.
+
+    Answering one request proves only that one worker is up, and a worker starts accepting only after its
+    lifespan startup, so a load started too early would land on the first worker alone. A worker is serving
+    once its event loop watches the shared listening socket, which the kernel shows in the epoll set's fdinfo.
+    """
+    started, serving = time.monotonic(), []
+    while time.monotonic() - started < timeout:
+        if not service.alive():
+            raise BenchError(
+                f"the {service.name} exited with code {service.proc.returncode}:\n{service.tail()}"
+            )
+        inode = _listening_inode(port)
+        serving = [pid for pid in children(service.pid) if inode and _watches(pid, inode)]
+        if len(serving) >= count:
+            return serving
+        time.sleep(0.2)
+    raise BenchError(
+        f"only {len(serving)} of the {service.name}'s {count} workers accepted within {timeout:.0f} s"
+    )
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of one process, in bytes."""
     if psutil is not None:
@@ -163,6 +232,13 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """Busy and total CPU time of the whole machine so far, in clock ticks (/proc/stat; idle and iowait are
+    not busy): what every process together used, the load generator included."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
 
 
 def cpu_snapshot() -> dict[int, tuple[str, float]]:

@@ -94,6 +94,14 @@ def service_env(database_url: str, redis_url: str) -> dict[str, str]:
     return env
 
 
+def gateway_env(env: dict[str, str], metrics_dir: Path) -> dict[str, str]:
+    """A gateway's environment with a metrics directory of its own, empty at its start as prometheus_client's
+    multiprocess mode wants it: the default (var/metrics) is shared by every gateway started from this tree,
+    and a scrape adds up all the files it finds there."""
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+
+
 def check_targets(database_url: str, redis_url: str) -> None:
     """Refuse URLs that look like real data: the run adds accounts to the database and wipes the Redis db."""
     name = urlsplit(database_url).path.lstrip("/")
@@ -210,10 +218,17 @@ def prepare(database_url: str, redis_url: str, upstream_base_url: str, workdir: 
     catalog = workdir / "catalog.bench.toml"
     catalog.write_text(catalog_toml(upstream_base_url), encoding="utf-8")
     manage(env, "import_catalog", str(catalog))
+    email, key = account(env)
+    return Fixture(env=env, email=email, key=key)
+
+
+def account(env: dict[str, str]) -> tuple[str, str]:
+    """A new user with credits and a key with huge limits: its email and raw key. A phase with its own account
+    can have its requests counted apart from the others' (bench/accounting.py counts by user)."""
     email = f"bench-{secrets.token_hex(4)}@example.com"
     manage(env, "create_account", email, "--credits", CREDITS_USD)
     out = manage(env, "mint_key", email, "--name", "bench", "--rpm", "100000000", "--rpd", "1000000000")
     lines = out.strip().splitlines()
     if not lines or not lines[-1].startswith("sk-"):
         raise BenchError(f"mint_key printed no key on its last line:\n{out}")
-    return Fixture(env=env, email=email, key=lines[-1].strip())
+    return email, lines[-1].strip()

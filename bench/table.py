@@ -99,6 +99,81 @@ def _rss(phase: dict, verdicts: dict) -> list[str]:
     ]  # fmt: skip
 
 
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} µs"
+
+
+def _scaling(run: dict) -> list[str]:
+    """One model's runs: the one-process gateway, the two-worker gateway, and the second over the first."""
+    one, two, direct = run["one_worker"], run["two_workers"], run["direct"]
+    per_worker = run["rps_per_worker"]
+    lines = [
+        _row("    requests/s", f"{one['ok_rps']:,.0f}", f"{two['ok_rps']:,.0f}", _times(run["rps_ratio"])),
+        _row("    requests/s per worker", f"{per_worker[0]:,.0f}", f"{per_worker[1]:,.0f}",
+             _times(per_worker[1] / per_worker[0] if per_worker[0] else None)),
+        _row("    gateway CPU (% of a core)", f"{one['cpu_pct']['gateway']:.0f}%", f"{two['cpu_pct']['gateway']:.0f}%"),
+        _row("    each worker (% of a core)", "", " / ".join(f"{pct:.0f}%" for pct in two.get("worker_cpu_pct", []))),
+        _row("    gateway CPU per request", *map(_us, run["cpu_us_per_request"])),
+        _row("    latency p50", _ms(one["p50_ms"]), _ms(two["p50_ms"])),
+        _row("    latency p99", _ms(one["p99_ms"]), _ms(two["p99_ms"])),
+        _row("    non-2xx / socket errors", f"{one['non_2xx']} / {one['socket_errors']}",
+             f"{two['non_2xx']} / {two['socket_errors']}"),
+        _row("    machine CPU busy (cores)", f"{one['machine_busy_cores']:.2f}", f"{two['machine_busy_cores']:.2f}"),
+        f"    the upstream alone, just before: {direct['ok_rps']:,.0f} req/s "
+        f"({direct['machine_busy_cores']:.2f} cores busy)",
+    ]  # fmt: skip
+    for label, side in (("upstream alone", direct), ("1 worker", one), ("2 workers", two)):
+        for proc in side.get("other_processes", []):
+            if not proc["cmd"].startswith(BACKING_SERVICES) and proc["cpu_pct"] >= 20:
+                lines.append(
+                    f"    busy neighbour during {label}: {proc['cpu_pct']:.0f}% of a core, {proc['cmd'][:60]}"
+                )
+    return lines
+
+
+def _bookkeeping(phase: dict) -> list[str]:
+    """The two-worker gateway's own account after its graceful stop: records against requests, and money."""
+    how = "gracefully" if phase.get("graceful_stop") else "NOT gracefully (killed)"
+    log = phase.get("log", {})
+    logged = sum(item["count"] for item in log.get("records", []) + log.get("exceptions", []))
+    stopped = (
+        f"    stopped {how}, exit code {phase.get('exit_code')}; {logged} warnings or errors in "
+        "bench/results/gateway-workers.log"
+    )
+    acc = phase.get("accounting") or {}
+    if "per_model" not in acc:
+        return [f"  2 workers' usage check failed: {acc.get('error', 'not run')[:200]}", stopped]
+    counts = ", ".join(
+        f"{model} {c['recorded']:,} recorded / {c['sent_completed']:,} completed"
+        for model, c in acc["per_model"].items()
+    )
+    verdict = {True: "yes", False: "NO", None: "unknown"}[phase.get("complete")]
+    matches = "yes" if acc.get("balance_matches_ledger") else "NO"
+    return [
+        f"  2 workers' usage records (own account): {counts}",
+        f"    every request recorded: {verdict}; balance equals ledger sum: {matches}; "
+        f"open holds after stop: {acc.get('open_holds')}",
+        stopped,
+    ]
+
+
+def _workers(phase: dict, cores: int) -> list[str]:
+    """The two-worker gateway beside the one-process gateway, per model, then its own bookkeeping."""
+    lines = [_row("", "1 worker", "2 workers", "2 / 1")]
+    for model, run in phase["models"].items():
+        lines.append(f"  {model}")
+        lines += [f"    could not measure: {run['error']}"] if "error" in run else _scaling(run)
+    shared = (
+        f"  this machine's {cores} cores are shared by the load generator, the upstream, PostgreSQL, Redis"
+    )
+    limit = ": two workers cannot double throughput here" if cores <= 2 else ""
+    return [*lines, *_bookkeeping(phase), shared, f"  and the gateway{limit}"]
+
+
 def _section(results: dict, name: str, title: str, body) -> list[str]:
     phase = results["phases"].get(name)
     if phase is None:
@@ -154,6 +229,8 @@ def render(results: dict) -> str:
             "paid_added_p50_1c", None))),
         ("paid_32c", "paid model, 32 connections", lambda p: _throughput(p, verdicts, (
             "paid_rps_32c", "paid_non2xx_32c"))),
+        ("workers_32c", "gateway workers, 32 connections: uvicorn --workers 2 beside one process, back to back",
+         lambda p: _workers(p, m["cpu_count"])),
     )  # fmt: skip
     for name, title, body in sections:
         lines += _section(results, name, title, body)
