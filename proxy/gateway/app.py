@@ -33,11 +33,12 @@ async def app(scope: dict, receive, send) -> None:
     request_id = uuid.UUID(int=random.getrandbits(128), version=4)
     path, method = scope["path"].rstrip("/"), scope["method"]
     req = Incoming(scope, receive, send, request_id, started)
-    metrics.IN_FLIGHT.inc()
+    rt: Runtime = scope["state"][STATE_KEY]
+    rt.in_flight += 1
     with tracing.request(scope, method, path) as req.span:
         tracing.describe(req.span, request_id=str(request_id))
         try:
-            await _route(scope["state"][STATE_KEY], req, path, method)
+            await _route(rt, req, path, method)
         except errors.ApiError as err:
             if not req.settled:
                 metrics.refused(_endpoint_label(path), err.status)
@@ -47,7 +48,7 @@ async def app(scope: dict, receive, send) -> None:
             log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
             await send_error(req, errors.internal_error())
         finally:
-            metrics.IN_FLIGHT.dec()
+            rt.in_flight -= 1
 
 
 async def probe(scope: dict, receive, send) -> None:

@@ -8,9 +8,10 @@ that died without stopping has its live gauges dropped by the next one to start 
 
 Labels are bounded by the operator's catalog: endpoint, model and provider names from it and the status
 class, never a key, an account or a model name a client made up (a refusal before the model is known has no
-model label). The hot path pays a dictionary lookup and a few increments per request: the labelled children
-are cached here, and the gauges that change with every request (the settlement queue, the credit leases,
-the circuits) are sampled once a second instead.
+model label). The hot path pays one list append per request: once a second, the requests finished meanwhile
+are published (counters summed per label set, so one write each; histograms an observation at a time, into
+cached labelled children), and the gauges that change with every request (in flight, the settlement queue,
+the credit leases, the circuits) are sampled. A scrape is at most a second behind.
 """
 
 import asyncio
@@ -18,7 +19,8 @@ import glob
 import hmac
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable
 
 from django.conf import settings
 from prometheus_client import (
@@ -98,6 +100,7 @@ CIRCUIT_VALUES = {"half-open": 1, "open": 2}
 STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 _children: dict[tuple, object] = {}
+_finished: list[tuple] = []  # requests settled since the last publish
 
 
 def _child(metric, *labels: str):
@@ -111,21 +114,35 @@ def _child(metric, *labels: str):
 
 def finished(
     *, endpoint: str, model: str, provider: str, status: int, total: float, upstream: float, overhead: float,
-    first_token: float | None, tokens: Iterable[tuple[str, int]], cost: float,
+    first_token: float | None, tokens: tuple[tuple[str, int], ...], cost: float,
 ) -> None:  # fmt: skip
-    """One admitted request, as settlement recorded it."""
-    _child(REQUESTS, endpoint, model, provider, STATUS_CLASSES.get(status // 100, "other")).inc()
-    _child(DURATION, endpoint, model, provider).observe(total)
-    if upstream:
-        _child(UPSTREAM, endpoint, provider).observe(upstream)
-    _child(OVERHEAD_SECONDS, endpoint).observe(max(overhead, 0.0))
-    if first_token is not None:
-        _child(FIRST_TOKEN_SECONDS, endpoint, model, provider).observe(first_token)
-    for kind, count in tokens:
-        if count:
-            _child(TOKENS, endpoint, model, provider, kind).inc(count)
-    if cost:
-        _child(COST, endpoint, model, provider).inc(cost)
+    """One admitted request, as settlement recorded it: queued for ``publish`` (one append on the hot path)."""
+    _finished.append(
+        (endpoint, model, provider, status, total, upstream, overhead, first_token, tokens, cost)
+    )
+
+
+def publish() -> None:
+    """Apply the requests finished since the last call: counters summed per label set (one write each),
+    histograms an observation at a time. Called once a second by ``sample`` and at a graceful stop."""
+    batch = _finished[:]
+    del _finished[: len(batch)]
+    sums: dict[tuple, float] = defaultdict(float)
+    for endpoint, model, provider, status, total, upstream, overhead, first_token, tokens, cost in batch:
+        sums[(REQUESTS, endpoint, model, provider, STATUS_CLASSES.get(status // 100, "other"))] += 1
+        _child(DURATION, endpoint, model, provider).observe(total)
+        if upstream:
+            _child(UPSTREAM, endpoint, provider).observe(upstream)
+        _child(OVERHEAD_SECONDS, endpoint).observe(max(overhead, 0.0))
+        if first_token is not None:
+            _child(FIRST_TOKEN_SECONDS, endpoint, model, provider).observe(first_token)
+        for kind, count in tokens:
+            if count:
+                sums[(TOKENS, endpoint, model, provider, kind)] += count
+        if cost:
+            sums[(COST, endpoint, model, provider)] += cost
+    for (metric, *labels), amount in sums.items():
+        _child(metric, *labels).inc(amount)
 
 
 def refused(endpoint: str, status: int) -> None:
@@ -148,11 +165,15 @@ def flushed(seconds: float, records: int, failed: bool) -> None:
 
 
 async def sample(
-    *, queue_depth: Callable[[], int], leases: Callable[[], int], circuits: Callable[[], dict[str, str]]
-) -> None:
-    """Set the gauges that move with every request, once a second, for as long as the process serves."""
+    *, in_flight: Callable[[], int], queue_depth: Callable[[], int], leases: Callable[[], int],
+    circuits: Callable[[], dict[str, str]],
+) -> None:  # fmt: skip
+    """Publish the requests finished, and set the gauges that move with every request, once a second, for as
+    long as the process serves."""
     seen: set[str] = set()
     while True:
+        publish()
+        IN_FLIGHT.set(in_flight())
         QUEUE.set(queue_depth())
         LEASES.set(leases())
         states = circuits()
@@ -174,7 +195,8 @@ def forget_dead_processes() -> None:
 
 
 def stopped() -> None:
-    """This process's live gauges stop counting (called at a graceful stop)."""
+    """The last requests published, and this process's live gauges stop counting (at a graceful stop)."""
+    publish()
     if MULTIPROCESS:
         multiprocess.mark_process_dead(os.getpid())
 

@@ -39,6 +39,7 @@ class Runtime:
     responses: StoredResponses
     session: aiohttp.ClientSession
     access: AccessLog | None = None  # the access log, unless ACCESS_LOG is off
+    in_flight: int = 0  # /v1 requests being served (the metrics sample it)
     tasks: list[asyncio.Task] = field(default_factory=list)
     draining: bool = False  # a graceful stop has begun: /readyz answers 503 (proxy/gateway/health.py)
 
@@ -71,6 +72,7 @@ async def runtime_start() -> Runtime:
 
 def _sample(rt: Runtime):
     return metrics.sample(
+        in_flight=lambda: rt.in_flight,
         queue_depth=lambda: rt.settler.pending,
         leases=lambda: len(rt.credits.active_holds()),
         circuits=rt.circuits.named_states,
