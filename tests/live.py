@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -84,8 +85,8 @@ def start_gateway(
     if not redis_url:
         env.pop("REDIS_URL")
     log_path = log_dir / f"gateway-{port}.log"
-    if "PROMETHEUS_MULTIPROC_DIR" not in overrides:  # its own: a scrape adds up every process writing there
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / f"metrics-{port}")
+    if "PROMETHEUS_MULTIPROC_DIR" not in overrides:  # its own, new: a scrape adds up every file there
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"metrics-{port}-", dir=log_dir)
     cmd = [
         sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--timeout-graceful-shutdown", "15",
