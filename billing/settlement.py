@@ -298,11 +298,17 @@ class Settler:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.exception("settlement flush of %d requests failed; will retry", len(batch))
-            self._on_flush(time.perf_counter() - began, 0, True)
+            self._observe(began, 0, True)
             return True
         self._retry = False
-        self._on_flush(time.perf_counter() - began, len(batch), False)
+        self._observe(began, len(batch), False)
         return False
+
+    def _observe(self, began: float, records: int, failed: bool) -> None:
+        try:
+            self._on_flush(time.perf_counter() - began, records, failed)
+        except Exception:  # the metrics must never stop the books
+            log.exception("settlement metrics failed")
 
     async def _write_apart(self, batch: list[Finished]) -> list[Finished]:
         """Write each request on its own, so that one the database refuses can't hold back the others (a

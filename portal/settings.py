@@ -183,8 +183,10 @@ DRAIN_SECONDS = env.float("DRAIN_SECONDS", default=0.0)
 # One access line per /v1 request at INFO (proxy/gateway/access.py), written a batch at a time; off, the usage
 # records remain.
 ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
-# GET /metrics (proxy/gateway/metrics.py): open unless a token is set, then only with it as a bearer token.
+# GET /metrics (proxy/gateway/metrics.py): with a token set, only with it as a bearer token. Without one it is
+# open only when METRICS_OPEN says so, which is the default only in DEBUG (the metrics show traffic and cost).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_OPEN = env.bool("METRICS_OPEN", default=DEBUG)
 # prometheus_client's multiprocess mode: every worker writes its samples here and a scrape adds them up. It is
 # read when prometheus_client is imported, so it is set here, before anything imports it.
 METRICS_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics")))
@@ -192,6 +194,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
 # OpenTelemetry traces (proxy/gateway/tracing.py), sent by OTLP over HTTP when an endpoint is set; the exporter
 # reads the other standard OTEL_* variables itself.
 OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
 OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="inference-space")
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 # Settlement is batched: finished requests are written together at most this often (see billing/settlement.py).

@@ -48,7 +48,12 @@ def key_rehash(*, raw: str) -> bool:
     previous = keys.key_hash_previous(raw)
     if previous is None:
         return False
-    return ApiKey.objects.filter(hash=previous).update(hash=keys.key_hash(raw)) > 0
+    current = keys.key_hash(raw)
+    # Concurrent first uses race to move it: the ones that lose find it moved already.
+    return (
+        ApiKey.objects.filter(hash=previous).update(hash=current) > 0
+        or ApiKey.objects.filter(hash=current).exists()
+    )
 
 
 def key_revoke(*, key: ApiKey) -> ApiKey:

@@ -21,10 +21,6 @@ from proxy.gateway.runtime import STATE_KEY, Runtime, runtime_start, runtime_sto
 log = logging.getLogger("proxy")
 
 PROBES = ("/healthz", "/readyz", "/metrics")  # served beside /v1: no API key, no log line
-READ_LABELS = (
-    ("/v1/messages/count_tokens", "messages.count_tokens"), ("/v1/models", "models"), ("/v1/key", "key"),
-    ("/v1/responses/", "responses.stored"),
-)  # fmt: skip
 
 
 async def app(scope: dict, receive, send) -> None:
@@ -33,22 +29,31 @@ async def app(scope: dict, receive, send) -> None:
     request_id = uuid.UUID(int=random.getrandbits(128), version=4)
     path, method = scope["path"].rstrip("/"), scope["method"]
     req = Incoming(scope, receive, send, request_id, started)
-    rt: Runtime = scope["state"][STATE_KEY]
-    rt.in_flight += 1
+    rt: Runtime | None = None
     with tracing.request(scope, method, path) as req.span:
-        tracing.describe(req.span, request_id=str(request_id))
         try:
+            rt = scope["state"][STATE_KEY]
+            rt.in_flight += 1
+            tracing.describe(req.span, request_id=str(request_id))
             await _route(rt, req, path, method)
         except errors.ApiError as err:
             if not req.settled:
-                metrics.refused(_endpoint_label(path), err.status)
-                tracing.describe(req.span, status=err.status, error=err.code or err.type)
+                _refused(path, err, req)
             await send_error(req, err)
         except Exception:
             log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
             await send_error(req, errors.internal_error())
         finally:
-            rt.in_flight -= 1
+            if rt is not None:
+                rt.in_flight -= 1
+
+
+def _refused(path: str, err: errors.ApiError, req: Incoming) -> None:
+    try:
+        metrics.refused(metrics.endpoint_label(path), err.status)
+        tracing.describe(req.span, status=err.status, error=err.code or err.type)
+    except Exception:  # never in the way of the client's error
+        log.exception("a refusal could not be counted")
 
 
 async def probe(scope: dict, receive, send) -> None:
@@ -64,24 +69,18 @@ async def probe(scope: dict, receive, send) -> None:
 
 async def _metrics(req: Incoming) -> None:
     if not metrics.authorized(req.header(b"authorization")):
-        await send_json(req, 401, b'{"error":"a valid METRICS_TOKEN is needed as a bearer token"}')
+        if settings.METRICS_TOKEN:
+            await send_json(req, 401, b'{"error":"send METRICS_TOKEN as a bearer token"}')
+        else:
+            await send_json(
+                req, 403, b'{"error":"set METRICS_TOKEN, or METRICS_OPEN=true on a private network"}'
+            )
         return
     body, content_type = await asyncio.to_thread(metrics.exposition)  # reads every worker's files
     await req.send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
     ]})  # fmt: skip
     await req.send({"type": "http.response.body", "body": body})
-
-
-def _endpoint_label(path: str) -> str:
-    """The endpoint a refused request was for, from a closed set (a made-up path is ``other``)."""
-    endpoint = ENDPOINTS.get(path)
-    if endpoint is not None:
-        return endpoint.name
-    for prefix, label in READ_LABELS:
-        if path.startswith(prefix):
-            return label
-    return "other"
 
 
 async def _route(rt: Runtime, req: Incoming, path: str, method: str) -> None:

@@ -8,10 +8,11 @@ that died without stopping has its live gauges dropped by the next one to start 
 
 Labels are bounded by the operator's catalog: endpoint, model and provider names from it and the status
 class, never a key, an account or a model name a client made up (a refusal before the model is known has no
-model label). The hot path pays one list append per request: once a second, the requests finished meanwhile
-are published (counters summed per label set, so one write each; histograms an observation at a time, into
-cached labelled children), and the gauges that change with every request (in flight, the settlement queue,
-the credit leases, the circuits) are sampled. A scrape is at most a second behind.
+model label). The hot path pays one list append per request: every quarter second the requests finished
+meanwhile are published, a chunk at a time between turns of the event loop (counters summed per label set, so
+one write each; histograms an observation at a time, into cached labelled children), and once a second the
+gauges that change with every request (in flight, the settlement queue, the credit leases, the circuits) are
+sampled. A scrape is at most a second behind.
 """
 
 import asyncio
@@ -19,10 +20,12 @@ import glob
 import hmac
 import logging
 import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -33,13 +36,33 @@ from prometheus_client import (
     multiprocess,
 )
 
+from proxy.gateway.endpoints import ENDPOINTS
+
 log = logging.getLogger("proxy")
 
 NS = "inference_space"
-SAMPLE_SECONDS = 1.0
+PUBLISH_SECONDS = 0.25  # how often finished requests are published
+GAUGE_EVERY = 4  # publishes between two samples of the gauges (once a second)
+CHUNK = 200  # requests published between two turns of the event loop, so a burst never stalls it
+MAX_QUEUED = 200_000  # finished requests kept for publishing at most (a bound, should publishing ever stop)
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def _check_directory(path: str) -> None:
+    """Fail at startup, naming the setting, when the samples can't be written where they must go."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"PROMETHEUS_MULTIPROC_DIR={path} can't be written ({exc.strerror}): point it at a writable "
+            "directory, empty when the server starts."
+        ) from None
+
+
 if MULTIPROCESS:  # its samples go to files there, created as the metrics below are
-    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    _check_directory(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 OVERHEAD = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -83,6 +106,10 @@ CIRCUIT = Gauge(
     f"{NS}_provider_circuit_state", "A provider's circuit: 0 closed, 1 half-open, 2 open (the worst of any process).",
     ["provider"], multiprocess_mode="livemax",
 )  # fmt: skip
+UPSTREAM_FAILURES = Counter(
+    f"{NS}_upstream_failures", "Failed upstream calls, by provider and kind: connect, timeout, status, garbage.",
+    ["provider", "kind"],
+)  # fmt: skip
 FAILOVERS = Counter(
     f"{NS}_failovers", "Routes given up for the next one, by the provider that failed.", ["model", "provider"]
 )  # fmt: skip
@@ -98,6 +125,10 @@ REFUSAL_REASONS = {401: "auth", 403: "auth", 402: "credits", 429: "limits", 503:
 VALIDATION = {400, 404, 405, 409, 413, 415, 422}
 CIRCUIT_VALUES = {"half-open": 1, "open": 2}
 STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+READ_LABELS = (
+    ("/v1/messages/count_tokens", "messages.count_tokens"), ("/v1/models", "models"), ("/v1/key", "key"),
+    ("/v1/responses/", "responses.stored"),
+)  # fmt: skip
 
 _children: dict[tuple, object] = {}
 _finished: list[tuple] = []  # requests settled since the last publish
@@ -117,15 +148,16 @@ def finished(
     first_token: float | None, tokens: tuple[tuple[str, int], ...], cost: float,
 ) -> None:  # fmt: skip
     """One admitted request, as settlement recorded it: queued for ``publish`` (one append on the hot path)."""
-    _finished.append(
-        (endpoint, model, provider, status, total, upstream, overhead, first_token, tokens, cost)
-    )
+    if len(_finished) < MAX_QUEUED:
+        _finished.append(
+            (endpoint, model, provider, status, total, upstream, overhead, first_token, tokens, cost)
+        )
 
 
-def publish() -> None:
-    """Apply the requests finished since the last call: counters summed per label set (one write each),
-    histograms an observation at a time. Called once a second by ``sample`` and at a graceful stop."""
-    batch = _finished[:]
+def publish(limit: int | None = None) -> bool:
+    """Apply the oldest requests finished (``limit`` of them, or all): counters summed per label set (one
+    write each), histograms an observation at a time. Returns whether more are waiting."""
+    batch = _finished[:limit]
     del _finished[: len(batch)]
     sums: dict[tuple, float] = defaultdict(float)
     for endpoint, model, provider, status, total, upstream, overhead, first_token, tokens, cost in batch:
@@ -143,6 +175,18 @@ def publish() -> None:
             sums[(COST, endpoint, model, provider)] += cost
     for (metric, *labels), amount in sums.items():
         _child(metric, *labels).inc(amount)
+    return bool(_finished)
+
+
+def endpoint_label(path: str) -> str:
+    """The endpoint a /v1 path is for, from a closed set (a made-up path is ``other``)."""
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is not None:
+        return endpoint.name
+    for prefix, label in READ_LABELS:
+        if path.startswith(prefix):
+            return label
+    return "other"
 
 
 def refused(endpoint: str, status: int) -> None:
@@ -153,6 +197,10 @@ def refused(endpoint: str, status: int) -> None:
 
 def failover(model: str, provider: str) -> None:
     _child(FAILOVERS, model, provider).inc()
+
+
+def upstream_failed(provider: str, kind: str) -> None:
+    _child(UPSTREAM_FAILURES, provider, kind).inc()
 
 
 def flushed(seconds: float, records: int, failed: bool) -> None:
@@ -168,19 +216,33 @@ async def sample(
     *, in_flight: Callable[[], int], queue_depth: Callable[[], int], leases: Callable[[], int],
     circuits: Callable[[], dict[str, str]],
 ) -> None:  # fmt: skip
-    """Publish the requests finished, and set the gauges that move with every request, once a second, for as
-    long as the process serves."""
+    """For as long as the process serves: publish the requests finished, a chunk at a time, and once a second
+    set the gauges that move with every request. A failure is logged and the next turn tries again."""
     seen: set[str] = set()
+    tick = 0
     while True:
-        publish()
-        IN_FLIGHT.set(in_flight())
-        QUEUE.set(queue_depth())
-        LEASES.set(leases())
-        states = circuits()
-        for provider in seen | states.keys():
-            CIRCUIT.labels(provider).set(CIRCUIT_VALUES.get(states.get(provider, ""), 0))
-        seen |= states.keys()
-        await asyncio.sleep(SAMPLE_SECONDS)
+        try:
+            await _publish_all()
+            if tick % GAUGE_EVERY == 0:
+                IN_FLIGHT.set(in_flight())
+                QUEUE.set(queue_depth())
+                LEASES.set(leases())
+                states = circuits()
+                for provider in seen | states.keys():
+                    _child(CIRCUIT, provider).set(CIRCUIT_VALUES.get(states.get(provider, ""), 0))
+                seen |= states.keys()
+        except Exception:
+            log.exception("metrics could not be published")
+        tick += 1
+        await asyncio.sleep(PUBLISH_SECONDS)
+
+
+async def _publish_all() -> None:
+    """Everything finished so far, a chunk per turn of the event loop (requests in flight go on between)."""
+    for _ in range(MAX_QUEUED // CHUNK + 1):
+        if not publish(CHUNK):
+            return
+        await asyncio.sleep(0)
 
 
 def forget_dead_processes() -> None:
@@ -189,9 +251,9 @@ def forget_dead_processes() -> None:
     if not MULTIPROCESS:
         return
     for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "gauge_live*_*.db")):
-        pid = int(path.rsplit("_", 1)[1].removesuffix(".db"))
-        if not _alive(pid):
-            multiprocess.mark_process_dead(pid)
+        pid = path.rsplit("_", 1)[1].removesuffix(".db")
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid))
 
 
 def stopped() -> None:
@@ -212,10 +274,11 @@ def _alive(pid: int) -> bool:
 
 
 def authorized(authorization: str | None) -> bool:
-    """Whether a scrape may read the metrics: always without ``METRICS_TOKEN``, else with it as a bearer."""
+    """Whether a scrape may read the metrics: with ``METRICS_TOKEN`` as a bearer token when one is set, else
+    only if ``METRICS_OPEN`` (the default in DEBUG alone)."""
     token = settings.METRICS_TOKEN
     if not token:
-        return True
+        return settings.METRICS_OPEN
     given = (authorization or "").removeprefix("Bearer ").strip()
     return hmac.compare_digest(given.encode(), token.encode())
 

@@ -59,7 +59,7 @@ async def runtime_start() -> Runtime:
         name=name, limiter=limiter, keys=Keys(ttl), catalog=catalog, circuits=Circuits(), credits=credits,
         settler=Settler(run_db, settings.SETTLE_FLUSH_SECONDS, credits, on_flush=metrics.flushed),
         responses=_responses(limiter), session=_session(),
-        access=AccessLog(json=settings.LOG_FORMAT == "json") if settings.ACCESS_LOG else None,
+        access=AccessLog(json=settings.LOG_FORMAT == "json") if settings.ACCESS_LOG and AccessLog.enabled() else None,
     )  # fmt: skip
     rt.tasks.append(asyncio.create_task(catalog.watch(), name="catalog-watch"))
     rt.tasks.append(asyncio.create_task(_sample(rt), name="metrics-sample"))
@@ -101,16 +101,18 @@ def _session() -> aiohttp.ClientSession:
 async def runtime_stop(rt: Runtime) -> None:
     """Record everything and return every hold before the process exits (the settler's final flush), with
     the stored responses written first (they need Redis and the database, both still open)."""
-    await rt.responses.stop()
-    await rt.settler.stop()
-    for task in rt.tasks:
-        task.cancel()
-    for task in rt.tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    await rt.session.close()
-    await rt.limiter.close()
-    if rt.access is not None:
-        await rt.access.stop()
-    metrics.stopped()
-    await asyncio.to_thread(tracing.stop)  # sends the last spans
+    try:
+        await rt.responses.stop()
+        await rt.settler.stop()
+        for task in rt.tasks:
+            task.cancel()
+        for task in rt.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await rt.session.close()
+        await rt.limiter.close()
+    finally:  # whatever failed above, the last log lines, metrics and spans go out
+        if rt.access is not None:
+            await rt.access.stop()
+        metrics.stopped()
+        await asyncio.to_thread(tracing.stop)

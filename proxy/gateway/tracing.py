@@ -17,6 +17,8 @@ from typing import Any
 
 from django.conf import settings
 
+from proxy.gateway import metrics
+
 OFF = contextlib.nullcontext()
 TRACE_HEADERS = (b"traceparent", b"tracestate")
 
@@ -28,7 +30,7 @@ _propagator: Any = None
 def start() -> None:
     """Configure this process's tracer (called at startup), if an endpoint is set."""
     global _tracer, _provider, _propagator
-    if not settings.OTEL_EXPORTER_OTLP_ENDPOINT or _tracer is not None:
+    if not (settings.OTEL_EXPORTER_OTLP_ENDPOINT or settings.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or _tracer:
         return
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -58,7 +60,9 @@ def request(scope: dict, method: str, path: str):
 
     carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in TRACE_HEADERS}
     parent = _propagator.extract(carrier) if carrier else None
-    return _tracer.start_as_current_span(f"{method} {path}", context=parent, kind=SpanKind.SERVER)
+    # Named by endpoint, not by path: ids and made-up paths would make span names without bound.
+    name = f"{method} {metrics.endpoint_label(path)}"
+    return _tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER)
 
 
 def step(name: str, **attributes: Any):

@@ -180,6 +180,7 @@ async def first_answer(
             if failure.client_error is not None:
                 raise failure.client_error from None
             circuits.failure(route.provider)
+            metrics.upstream_failed(route.provider.name, failure.kind)
             last, failed = failure, route
             continue
         circuits.success(route.provider)

@@ -56,6 +56,7 @@ SECRET_KEYS = {
     "FIELD_ENCRYPTION_KEY",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
+    "METRICS_TOKEN",
 }
 ROLES = {"web", "worker", "beat", "migrate"}
 _redis = urlsplit(settings.REDIS_URL)

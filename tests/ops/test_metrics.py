@@ -173,6 +173,7 @@ def test_failovers_and_the_circuit_are_visible(gateway, upstream, make_key, tmp_
     time.sleep(PUBLISHED)
     samples = scrape(gateway)
     assert value(samples, f"{NS}_failovers_total", model=model, provider=broken) == 2  # then it opened
+    assert value(samples, f"{NS}_upstream_failures_total", provider=broken, kind="status") == 2
     assert value(samples, f"{NS}_provider_circuit_state", provider=broken) == 2
 
 
@@ -205,6 +206,16 @@ def test_every_series_the_grafana_dashboard_plots_exists(
     named = set(re.findall(rf"{NS}_[a-z0-9_]+", " ".join(exprs)))
     present = {name for name, _ in samples}
     assert len(named) >= 15 and named <= present, named - present
+
+
+def test_without_a_token_the_metrics_are_closed_unless_opened(live_database, catalog, artifacts):
+    gw = start_gateway(database_url(), settings.REDIS_URL, artifacts, METRICS_OPEN="false")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            scrape(gw)
+        assert refused.value.code == 403 and b"METRICS_TOKEN" in refused.value.read()
+    finally:
+        gw.stop()
 
 
 @pytest.fixture(scope="module")

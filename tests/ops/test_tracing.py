@@ -90,7 +90,7 @@ def test_a_request_is_a_trace_under_the_clients_with_a_span_per_step(
     secret_word = "confidential-banana"
     answer = api.chat.completions.create(model=model, messages=user(f"trace {secret_word}"))
     (server,) = collector.wait_for(
-        lambda s: s.name == "POST /v1/chat/completions" and attributes(s).get("gateway.model") == model
+        lambda s: s.name == "POST chat.completions" and attributes(s).get("gateway.model") == model
     )
     trace_id = server.trace_id.hex()
     assert trace_id == CLIENT_TRACE and server.parent_span_id.hex() == CLIENT_SPAN

@@ -2,6 +2,7 @@
 a key stored under the old one still works, on /v1 and on the management API, and is stored under the new
 one from its first use on, so the old secret can go once every key has moved."""
 
+import asyncio
 import hashlib
 import hmac
 
@@ -13,7 +14,7 @@ from django.test import override_settings
 from portal.accounts.models import ApiKey
 from tests.conftest import database_url
 from tests.live import start_gateway
-from tests.proxy.test_chat import HIGH_LIMITS, client, user
+from tests.proxy.test_chat import HIGH_LIMITS, async_client, client, user
 
 OLD, NEW = "old-hash-secret-for-rotation", "new-hash-secret-for-rotation"
 
@@ -49,6 +50,19 @@ def test_a_key_stored_under_the_previous_secret_works_and_moves_to_the_new(rotat
     api = client(rotating, raw)
     for _ in range(2):
         assert api.chat.completions.create(model=catalog["echo"], messages=user("still me")).choices
+    assert ApiKey.objects.get(pk=key.pk).hash == under(NEW, raw)
+
+
+def test_concurrent_first_uses_all_pass_while_one_moves_the_key(rotating, catalog, make_key):
+    key, raw = old_key(make_key, **HIGH_LIMITS)
+
+    async def burst() -> list[int]:
+        api = async_client(rotating, raw)
+        calls = [api.chat.completions.with_raw_response.create(model=catalog["echo"], messages=user(f"n{i}"))
+                 for i in range(16)]  # fmt: skip
+        return [answer.status_code for answer in await asyncio.gather(*calls)]
+
+    assert asyncio.run(burst()) == [200] * 16
     assert ApiKey.objects.get(pk=key.pk).hash == under(NEW, raw)
 
 
