@@ -10,7 +10,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/inference_space
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run serve test lint format bench soak scale clean
+.PHONY: install run serve test lint format bench bench-peers soak scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ format: install
 bench: install
 	bash .ci/services
 	DATABASE_URL=$(TEST_DATABASE_URL:inference_space=inference_space_bench) REDIS_URL=redis://127.0.0.1:6379/14 $(PY) -m bench
+
+bench-peers: install
+	bash .ci/services
+	DATABASE_URL=$(TEST_DATABASE_URL:inference_space=inference_space_bench_peers) REDIS_URL=redis://127.0.0.1:6379/7 $(PY) -m bench.peers
 
 soak: install
 	bash .ci/services

@@ -2,7 +2,8 @@
 
 With matplotlib importable (it is not a project dependency) the plot is drawn with it. Otherwise the plot is
 written as a small hand-made SVG and converted to PNG with ImageMagick's ``convert`` when that is installed;
-without either, the SVG is left next to where the PNG would go and its path is returned.
+without either, the SVG is left next to where the PNG would go and its path is returned. ``to_png`` is that
+last step alone, for the other hand-made charts (bench/peers/chart.py).
 """
 
 import shutil
@@ -20,12 +21,19 @@ def plot(series: dict[str, list[tuple[float, float]]], path: Path, title: str) -
         return _matplotlib(series, path, title)
     except ImportError:
         pass
-    svg = path.with_suffix(".svg")
-    svg.write_text(_svg(series, title), encoding="utf-8")
+    return to_png(_svg(series, title), path)
+
+
+def to_png(svg: str, path: Path, svg_path: Path | None = None) -> Path:
+    """Write ``svg`` (next to ``path`` unless ``svg_path`` says where) and convert it to the PNG ``path`` with
+    ImageMagick. Returns the PNG, or the SVG when there is no converter or it fails."""
+    svg_file = svg_path or path.with_suffix(".svg")
+    svg_file.parent.mkdir(parents=True, exist_ok=True)
+    svg_file.write_text(svg, encoding="utf-8")
     convert = _convert()
-    if convert and subprocess.run([convert, str(svg), str(path)], capture_output=True).returncode == 0:
+    if convert and subprocess.run([convert, str(svg_file), str(path)], capture_output=True).returncode == 0:
         return path
-    return svg
+    return svg_file
 
 
 def _convert() -> str | None:
