@@ -13,13 +13,34 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import accounting, cli, gatewaylog, phases, procs, pyspy, report, setup, table, workers, wrk
+from bench import (
+    accounting,
+    cli,
+    gatewaylog,
+    phases,
+    procs,
+    pyspy,
+    report,
+    servers,
+    setup,
+    table,
+    workers,
+    wrk,
+)
 from bench.setup import CLAUDE_MODEL, EMBED_MODEL, FREE_MODEL, PAID_MODEL, UPSTREAM_MODEL
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _curve(text: str) -> tuple[int, ...]:
+    try:
+        return workers.parse_curve(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,7 +74,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-responses", action="store_true", help="don't measure POST /v1/responses")
     parser.add_argument("--skip-messages", action="store_true", help="don't measure POST /v1/messages")
     parser.add_argument(
-        "--skip-workers", action="store_true", help="don't measure the gateway with 2 worker processes"
+        "--server",
+        choices=(*procs.SERVERS, "both"),
+        default="uvicorn",
+        help="what serves the gateway; both: the 1- and 32-connection free and paid phases on uvicorn and then "
+        "granian, phase by phase, in one run (the other phases on uvicorn)",
+    )
+    parser.add_argument(
+        "--workers-curve",
+        type=_curve,
+        default=workers.DEFAULT_CURVE,
+        metavar="N,N,...",
+        help="worker processes of the scale-out phase, each count above 1 a gateway of its own beside the "
+        "one-process gateway (1,2,4)",
+    )
+    parser.add_argument(
+        "--skip-workers", action="store_true", help="don't measure the gateway with several worker processes"
     )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
     return parser.parse_args(argv)
@@ -74,7 +110,9 @@ def resolve(args: argparse.Namespace) -> dict:
         "skip_embeddings": args.skip_embeddings,
         "skip_responses": args.skip_responses,
         "skip_messages": args.skip_messages,
-        "skip_workers": args.skip_workers,
+        "skip_workers": args.skip_workers or args.workers_curve == (1,),
+        "server": args.server,
+        "workers_curve": list(args.workers_curve),
         "wait_quiet": args.wait_quiet,
     }
 
@@ -116,7 +154,7 @@ def _brief(phase: dict) -> str:
             f"p50 {d['p50_ms']:.3f} -> {g['p50_ms']:.3f} ms, p99 {d['p99_ms']:.3f} -> {g['p99_ms']:.3f} ms, "
             f"{d.get('ok_rps', 0):,.0f} -> {g.get('ok_rps', 0):,.0f} ok req/s, non-2xx {g.get('non_2xx', '-')}"
         )
-    if "workers" in phase:
+    if "counts" in phase:
         return workers.brief(phase)
     if "added_p50_ms" in phase:
         return f"added p50 {phase['added_p50_ms']:+.3f} ms, p99 {phase['added_p99_ms']:+.3f} ms"
@@ -126,9 +164,11 @@ def _brief(phase: dict) -> str:
 
 
 def run_phases(
-    ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Service, fixture: setup.Fixture
-) -> None:
-    """Every phase in order; once the gateway process is gone, the remaining ones are marked as such."""
+    ctx: phases.Ctx, opts: dict, results: dict, gateway: procs.Service, fixture: setup.Fixture,
+    second: servers.Second | None = None,
+) -> None:  # fmt: skip
+    """Every phase in order; once the gateway process is gone, the remaining ones are marked as such. With a
+    second server, each compared phase is followed by the same phase on it."""
 
     def rate() -> float:  # the free model's measured rate sizes the RSS runs
         return (results["phases"].get("free_32c") or {}).get("gateway", {}).get("rps", 1000.0)
@@ -159,19 +199,42 @@ def run_phases(
     ]
     if not opts["skip_paid"]:
         plan += [("paid_1c", compare(PAID_MODEL, 1, 1)), ("paid_32c", compare(PAID_MODEL, 32, 2))]
-    if not opts["skip_workers"]:  # last: a second gateway on the machine must not disturb the other phases
+    if not opts["skip_workers"]:  # last: more gateways on the machine must not disturb the other phases
         models = [FREE_MODEL] + ([] if opts["skip_paid"] else [PAID_MODEL])
-        log, cpus = RESULTS_DIR / "gateway-workers.log", results["pinning"]["gateway"]
-        plan.append(("workers_32c", lambda: workers.phase(ctx, fixture.env, models, log, cpus)))
+        curve, cpus = tuple(opts["workers_curve"]), results["pinning"]["gateway"]
+        server = results["gateway"]["server"]
+        plan.append(
+            ("workers_32c", lambda: workers.phase(ctx, fixture.env, models, curve, RESULTS_DIR, cpus, server))
+        )
+    if second is not None:
+        plan = interleave(plan, second.ctx)
     for name, fn in plan:
-        if not gateway.alive():
+        serving = second.service if second is not None and name.endswith(servers.phase_name("")) else gateway
+        if not serving.alive():
             results["phases"][name] = {
-                "error": f"the gateway exited (code {gateway.proc.returncode}) earlier"
+                "error": f"the {serving.name} exited (code {serving.proc.returncode}) earlier"
             }
             continue
         if opts["wait_quiet"]:  # neighbours come and go: wait again before every phase
             results["quiet_waits"][name] = procs.wait_quiet(opts["wait_quiet"])
         guarded(results, name, fn)
+
+
+def interleave(
+    plan: list[tuple[str, Callable[[], dict]]], other: phases.Ctx
+) -> list[tuple[str, Callable[[], dict]]]:
+    """Each compared phase followed by the same phase on the second server's gateway."""
+    specs = {"free_1c": (FREE_MODEL, 1, 1), "free_32c": (FREE_MODEL, 32, 2),
+             "paid_1c": (PAID_MODEL, 1, 1), "paid_32c": (PAID_MODEL, 32, 2)}  # fmt: skip
+    out = []
+    for name, fn in plan:
+        out.append((name, fn))
+        if name in servers.COMPARED:
+            model, connections, threads = specs[name]
+            out.append(
+                (servers.phase_name(name), lambda s=(model, connections, threads): phases.compare(other, *s))
+            )
+    return out
 
 
 def run_profiles(ctx: phases.Ctx, opts: dict, results: dict) -> None:
@@ -183,6 +246,8 @@ def run_profiles(ctx: phases.Ctx, opts: dict, results: dict) -> None:
     seconds = min(opts["seconds"], 10)
     models = [("", FREE_MODEL)] + ([] if opts["skip_paid"] else [("-paid", PAID_MODEL)])
     results["profile"] = {}
+    # A supervisor only passes signals on: the worker runs the application.
+    ctx = replace(ctx, gateway_pid=ctx.gateway_workers[0]) if ctx.gateway_workers else ctx
     for tag, model in models:
         guarded(
             results,
@@ -234,21 +299,34 @@ def serve_and_measure(opts: dict, results: dict, stack: contextlib.ExitStack, wo
     )
     stack.callback(upstream.stop)
     env = setup.gateway_env(fixture.env, workdir / "metrics")
-    gateway = procs.start_gateway(gateway_port, env, RESULTS_DIR / "gateway.log", plan["gateway"])
+    server = "granian" if opts["server"] == "granian" else "uvicorn"  # "both": uvicorn's is the run's own
+    gateway = procs.start_gateway(
+        gateway_port, env, RESULTS_DIR / "gateway.log", plan["gateway"], server=server
+    )
     stack.callback(gateway.stop)
     auth = {"Authorization": f"Bearer {fixture.key}"}
     procs.wait_ready(upstream, f"{upstream_base}/v1/models", {})
     started_in = procs.wait_ready(gateway, f"http://127.0.0.1:{gateway_port}/v1/models", auth)
-    print(f"servers up (gateway answered after {started_in:.1f} s)", flush=True)
+    print(f"servers up ({server} gateway answered after {started_in:.1f} s)", flush=True)
     ctx = phases.Ctx(
         wrk_bin=results["wrk_bin"], scripts=workdir, direct=upstream_base, gateway=f"http://127.0.0.1:{gateway_port}",
         key=fixture.key, seconds=opts["seconds"], warmup=opts["warmup"], load_cpus=plan["load"],
         gateway_pid=gateway.pid, upstream_pid=upstream.pid,
+        gateway_workers=procs.serving_pids(gateway, gateway_port),
     )  # fmt: skip
+    second = None
+    if opts["server"] == "both":
+        second = servers.start(
+            ctx, fixture.env, RESULTS_DIR / f"gateway-{servers.SECOND}.log", plan["gateway"]
+        )
+        stack.callback(second.service.stop)
+        print(f"{servers.SECOND} gateway up (answered after {second.started_in:.1f} s)", flush=True)
     skipped = (opts["skip_paid"], opts["skip_embeddings"], opts["skip_responses"], opts["skip_messages"])
     results["probes"] = probes(ctx, *(not skip for skip in skipped))
-    results["gateway"] = {"rss_at_start_mb": round(procs.rss_bytes(gateway.pid) / 2**20, 2)}
-    run_phases(ctx, opts, results, gateway, fixture)
+    if second is not None:
+        results["probes"].update(servers.probes(second, not opts["skip_paid"]))
+    results["gateway"] = {"server": server, "rss_at_start_mb": round(ctx.gateway_rss() / 2**20, 2)}
+    run_phases(ctx, opts, results, gateway, fixture, second)
     if opts["profile"]:
         run_profiles(ctx, opts, results)
     results["gateway"]["alive_at_end"] = gateway.alive()
@@ -257,6 +335,9 @@ def serve_and_measure(opts: dict, results: dict, stack: contextlib.ExitStack, wo
     results["gateway"]["log"] = gatewaylog.scan(gateway.log_path, results["timeline"])
     print("checking the usage records against the requests sent", flush=True)
     results["accounting"] = accounting.check(fixture.env, fixture.email, dict(ctx.sent))
+    if second is not None:
+        print(f"stopping the {servers.SECOND} gateway and checking its usage records", flush=True)
+        results["servers"] = servers.finish(second, fixture.env, results["timeline"])
 
 
 def run(args: argparse.Namespace) -> int:

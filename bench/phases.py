@@ -75,7 +75,12 @@ class Ctx:
     gateway_pid: int
     upstream_pid: int
     sent: Counter = field(default_factory=Counter)  # requests sent to the gateway, per model
-    gateway_workers: tuple[int, ...] = ()  # a supervisor's workers (uvicorn --workers), counted with it
+    # A supervisor's workers (uvicorn --workers N, granian always), counted with it; they hold the memory.
+    gateway_workers: tuple[int, ...] = ()
+
+    def gateway_rss(self) -> int:
+        """The resident memory of the processes that serve requests: the workers of a supervisor."""
+        return sum(rss_bytes(pid) for pid in self.gateway_workers or (self.gateway_pid,))
 
     def url(self, target: str, endpoint: str = "chat") -> str:
         return (self.direct if target == "direct" else self.gateway) + ENDPOINTS[side(target, endpoint)].path
@@ -195,7 +200,7 @@ def drive(ctx: Ctx, model: str, requests: int, rps_hint: float, max_runs: int = 
         runs.append(
             {"seconds": seconds, "requests": result.requests, "rps": result.rps, "non_2xx": result.non_2xx}
         )
-        runs[-1]["rss_mb"] = round(rss_bytes(ctx.gateway_pid) / 2**20, 2)
+        runs[-1]["rss_mb"] = round(ctx.gateway_rss() / 2**20, 2)
     return done, runs
 
 
@@ -203,10 +208,10 @@ def rss_growth(ctx: Ctx, warm_requests: int, requests: int, rps_hint: float) -> 
     """The gateway's resident memory after a warm-up, and again after ``requests`` more requests."""
     warm_done, warm_runs = drive(ctx, FREE_MODEL, warm_requests, rps_hint)
     time.sleep(1.0)  # let the settlement queue drain, so its buffers are not counted as growth
-    before = rss_bytes(ctx.gateway_pid)
+    before = ctx.gateway_rss()
     done, runs = drive(ctx, FREE_MODEL, requests, warm_runs[-1]["rps"] if warm_runs else rps_hint)
     time.sleep(1.0)
-    after = rss_bytes(ctx.gateway_pid)
+    after = ctx.gateway_rss()
     return {
         "warmup_requests": warm_done,
         "requests": done,

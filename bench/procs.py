@@ -1,11 +1,12 @@
-"""The servers under test, as child processes: the fake upstream and uvicorn gateways (one process, or a
-supervisor with ``--workers N``).
+"""The servers under test, as child processes: the fake upstream and the gateways, served by uvicorn (one
+process, or a supervisor with ``--workers N``) or by granian (always a supervisor and its worker processes).
 
 Each runs in its own session (process group), so a Ctrl-C in the terminal reaches only the benchmark, which
 then stops them in order: the gateway first, gracefully, so that it flushes its settlement queue.
 """
 
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -38,6 +39,9 @@ def pin_prefix(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus else []
 
 
+SERVERS = ("uvicorn", "granian")
+
+
 @dataclass
 class Service:
     """One child server, its log file, and how to stop it."""
@@ -48,6 +52,13 @@ class Service:
     log_file: IO[bytes]
     exit_code: int | None = field(default=None)
     killed: bool = field(default=False)  # it ignored SIGTERM for the whole grace period
+    server: str = "uvicorn"
+    workers: int = 1  # the processes that serve requests: 1 and no supervisor for a lone uvicorn
+
+    @property
+    def supervised(self) -> bool:
+        """True when the process started is a supervisor whose workers serve (``worker_pids`` finds them)."""
+        return self.server == "granian" or self.workers > 1
 
     @property
     def pid(self) -> int:
@@ -67,7 +78,8 @@ class Service:
     def stop(self, grace: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL after ``grace`` seconds. Returns the exit code; safe to call twice.
 
-        uvicorn re-raises the SIGTERM after its graceful shutdown, so -15 is the normal exit code here.
+        uvicorn re-raises the SIGTERM after its graceful shutdown, so -15 is its normal exit code here; granian's
+        supervisor passes the SIGTERM to its workers, waits for their lifespan shutdown and exits with 0.
         """
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
@@ -121,14 +133,35 @@ def start_uvicorn(
     ]  # fmt: skip
     if workers > 1:
         cmd += ["--workers", str(workers)]
-    return start(name, cmd, env, log_path, cpus, cwd)
+    service = start(name, cmd, env, log_path, cpus, cwd)
+    service.workers = workers
+    return service
+
+
+def start_granian(
+    name: str, app: str, port: int, env: dict[str, str], log_path: Path, cpus: str | None, cwd: Path = ROOT,
+    workers: int = 1,
+) -> Service:  # fmt: skip
+    """granian's ASGI interface (with the lifespan) and its fastest documented settings: uvloop, HTTP/1 only,
+    no websockets, no access log. A supervisor and ``workers`` processes that accept on its socket."""
+    if importlib.util.find_spec("granian") is None:
+        raise BenchError("granian is not installed: pip install -e '.[dev]'")
+    cmd = [
+        sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+        "--loop", "uvloop", "--http", "1", "--no-ws", "--no-access-log", "--log-level", "warning",
+        "--workers", str(workers), app,
+    ]  # fmt: skip
+    service = start(name, cmd, env, log_path, cpus, cwd)
+    service.server, service.workers = "granian", workers
+    return service
 
 
 def start_gateway(
     port: int, env: dict[str, str], log_path: Path, cpus: str | None, cwd: Path = ROOT, name: str = "gateway",
-    workers: int = 1,
+    workers: int = 1, server: str = "uvicorn",
 ) -> Service:  # fmt: skip
-    return start_uvicorn(name, "portal.asgi:application", port, env, log_path, cpus, cwd, workers)
+    starter = start_granian if server == "granian" else start_uvicorn
+    return starter(name, "portal.asgi:application", port, env, log_path, cpus, cwd, workers)
 
 
 def wait_ready(service: Service, url: str, headers: dict[str, str], timeout: float = 60.0) -> float:
@@ -155,23 +188,25 @@ def wait_ready(service: Service, url: str, headers: dict[str, str], timeout: flo
     )
 
 
-def _listening_inode(port: int) -> str | None:
-    """The socket inode listening on 127.0.0.1:``port`` (/proc/net/tcp: state 0A is LISTEN)."""
+def _listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on 127.0.0.1:``port`` (/proc/net/tcp: state 0A is LISTEN): one socket that
+    a supervisor's workers share (uvicorn), or one per worker bound with SO_REUSEPORT (granian on Linux)."""
+    inodes = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-            return fields[9]
-    return None
+            inodes.add(fields[9])
+    return inodes
 
 
-def _watches(pid: int, inode: str) -> bool:
-    """True when one of ``pid``'s epoll sets holds the socket ``inode``: its event loop accepts there."""
+def _watches(pid: int, inodes: set[str]) -> bool:
+    """True when one of ``pid``'s epoll sets holds one of the sockets ``inodes``: its event loop accepts there."""
     sockets, polls = set(), []
     try:
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             with contextlib.suppress(OSError):  # closed in the meantime
                 link = os.readlink(fd)
-                if link == f"socket:[{inode}]":
+                if link.startswith("socket:[") and link[8:-1] in inodes:
                     sockets.add(fd.name)
                 elif link == "anon_inode:[eventpoll]":
                     polls.append(fd.name)
@@ -199,7 +234,7 @@ def worker_pids(service: Service, port: int, count: int, timeout: float = 60.0) 
 
     Answering one request proves only that one worker is up, and a worker starts accepting only after its
     lifespan startup, so a load started too early would land on the first worker alone. A worker is serving
-    once its event loop watches the shared listening socket, which the kernel shows in the epoll set's fdinfo.
+    once its event loop watches a socket listening on the port, which the kernel shows in the epoll set's fdinfo.
     """
     started, serving = time.monotonic(), []
     while time.monotonic() - started < timeout:
@@ -207,14 +242,19 @@ def worker_pids(service: Service, port: int, count: int, timeout: float = 60.0) 
             raise BenchError(
                 f"the {service.name} exited with code {service.proc.returncode}:\n{service.tail()}"
             )
-        inode = _listening_inode(port)
-        serving = [pid for pid in children(service.pid) if inode and _watches(pid, inode)]
+        inodes = _listening_inodes(port)
+        serving = [pid for pid in children(service.pid) if inodes and _watches(pid, inodes)]
         if len(serving) >= count:
             return serving
         time.sleep(0.2)
     raise BenchError(
         f"only {len(serving)} of the {service.name}'s {count} workers accepted within {timeout:.0f} s"
     )
+
+
+def serving_pids(service: Service, port: int) -> tuple[int, ...]:
+    """A supervisor's workers once they all accept on ``port``; nothing for a server that serves alone."""
+    return tuple(worker_pids(service, port, service.workers)) if service.supervised else ()
 
 
 def rss_bytes(pid: int) -> int:

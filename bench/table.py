@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+from bench import servers
 from bench.report import BACKING_SERVICES
 from bench.setup import CLAUDE_MODEL, EMBED_MODEL, FREE_MODEL, PAID_MODEL
 
@@ -107,54 +108,87 @@ def _us(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} µs"
 
 
-def _scaling(run: dict) -> list[str]:
-    """One model's runs: the one-process gateway, the two-worker gateway, and the second over the first."""
-    one, two, direct = run["one_worker"], run["two_workers"], run["direct"]
-    per_worker = run["rps_per_worker"]
-    lines = [
-        _row("    requests/s", f"{one['ok_rps']:,.0f}", f"{two['ok_rps']:,.0f}", _times(run["rps_ratio"])),
-        _row("    requests/s per worker", f"{per_worker[0]:,.0f}", f"{per_worker[1]:,.0f}",
-             _times(per_worker[1] / per_worker[0] if per_worker[0] else None)),
-        _row("    gateway CPU (% of a core)", f"{one['cpu_pct']['gateway']:.0f}%", f"{two['cpu_pct']['gateway']:.0f}%"),
-        _row("    each worker (% of a core)", "", " / ".join(f"{pct:.0f}%" for pct in two.get("worker_cpu_pct", []))),
-        _row("    gateway CPU per request", *map(_us, run["cpu_us_per_request"])),
-        _row("    latency p50", _ms(one["p50_ms"]), _ms(two["p50_ms"])),
-        _row("    latency p99", _ms(one["p99_ms"]), _ms(two["p99_ms"])),
-        _row("    non-2xx / socket errors", f"{one['non_2xx']} / {one['socket_errors']}",
-             f"{two['non_2xx']} / {two['socket_errors']}"),
-        _row("    machine CPU busy (cores)", f"{one['machine_busy_cores']:.2f}", f"{two['machine_busy_cores']:.2f}"),
-        f"    the upstream alone, just before: {direct['ok_rps']:,.0f} req/s "
-        f"({direct['machine_busy_cores']:.2f} cores busy)",
-    ]  # fmt: skip
-    for label, side in (("upstream alone", direct), ("1 worker", one), ("2 workers", two)):
-        for proc in side.get("other_processes", []):
-            if not proc["cmd"].startswith(BACKING_SERVICES) and proc["cpu_pct"] >= 20:
-                lines.append(
-                    f"    busy neighbour during {label}: {proc['cpu_pct']:.0f}% of a core, {proc['cmd'][:60]}"
-                )
+def _curve_row(label: str, *cells: str) -> str:
+    """workers | req/s | 1 worker just before | N / 1 | per worker | CPU | each worker | CPU/request | p50 | p99
+    | busy cores."""
+    widths = (9, 10, 7, 11, 7, 21, 10, 11, 11, 7)
+    return (
+        f"    {label:<10}" + "".join(f"{cell:>{width}}" for cell, width in zip(cells, widths, strict=True))
+    ).rstrip()
+
+
+def _curve_model(phase: dict, model: str) -> list[str]:
+    """One model's curve: the one-process gateway (the mean of its runs beside each count), then each count."""
+    runs = [
+        (n, g["models"][model])
+        for n, g in phase["counts"].items()
+        if "error" not in g and model in g["models"]
+    ]
+    failed = [f"    {n} workers: could not measure: {run['error']}" for n, run in runs if "error" in run]
+    runs = [(n, run) for n, run in runs if "error" not in run]
+    lines = [f"  {model}"]
+    if runs:
+        ones = [run["one_worker"] for _, run in runs]
+
+        def mean(figure: Callable[[dict], float]) -> float:
+            return sum(figure(one) for one in ones) / len(ones)
+
+        cpu = sum(run["cpu_us_per_request"][0] or 0 for _, run in runs) / len(runs)
+        rps = mean(lambda one: one["ok_rps"])
+        label = "1" if len(ones) == 1 else f"1 (x{len(ones)})"
+        lines.append(_curve_row(label, f"{rps:,.0f}", "", "", f"{rps:,.0f}",
+                                f"{mean(lambda one: one['cpu_pct']['gateway']):.0f}%", "", _us(cpu),
+                                _ms(mean(lambda one: one["p50_ms"])), _ms(mean(lambda one: one["p99_ms"])),
+                                f"{mean(lambda one: one['machine_busy_cores']):.2f}"))  # fmt: skip
+    for n, run in runs:
+        one, many = run["one_worker"], run["several"]
+        each = " / ".join(f"{pct:.0f}" for pct in many.get("worker_cpu_pct", []))
+        lines.append(_curve_row(n, f"{many['ok_rps']:,.0f}", f"{one['ok_rps']:,.0f}", _times(run["rps_ratio"]),
+                                f"{run['rps_per_worker'][1]:,.0f}", f"{many['cpu_pct']['gateway']:.0f}%", each,
+                                _us(run["cpu_us_per_request"][1]), _ms(many["p50_ms"]), _ms(many["p99_ms"]),
+                                f"{many['machine_busy_cores']:.2f}"))  # fmt: skip
+        if many["non_2xx"] or many["socket_errors"]:
+            lines.append(
+                f"      {n} workers: {many['non_2xx']} non-2xx, {many['socket_errors']} socket errors"
+            )
+    directs = " / ".join(f"{run['direct']['ok_rps']:,.0f}" for _, run in runs)
+    if directs:
+        lines.append(f"    the upstream alone, just before each count: {directs} req/s")
+    return lines + failed
+
+
+def _neighbours_of(phase: dict) -> list[str]:
+    lines = []
+    for n, gateway in phase["counts"].items():
+        for model, run in gateway.get("models", {}).items():
+            for label in ("direct", "one_worker", "several"):
+                for proc in run.get(label, {}).get("other_processes", []):
+                    if not proc["cmd"].startswith(BACKING_SERVICES) and proc["cpu_pct"] >= 20:
+                        lines.append(f"    busy neighbour ({model}, {n} workers, {label}): "
+                                     f"{proc['cpu_pct']:.0f}% of a core, {proc['cmd'][:60]}")  # fmt: skip
     return lines
 
 
-def _bookkeeping(phase: dict) -> list[str]:
-    """The two-worker gateway's own account after its graceful stop: records against requests, and money."""
-    how = "gracefully" if phase.get("graceful_stop") else "NOT gracefully (killed)"
-    log = phase.get("log", {})
+def _bookkeeping(workers: str, gateway: dict) -> list[str]:
+    """An N-worker gateway's own account after its graceful stop: records against requests, and money."""
+    how = "gracefully" if gateway.get("graceful_stop") else "NOT gracefully (killed)"
+    log = gateway.get("log", {})
     logged = sum(item["count"] for item in log.get("records", []) + log.get("exceptions", []))
     stopped = (
-        f"    stopped {how}, exit code {phase.get('exit_code')}; {logged} warnings or errors in "
-        "bench/results/gateway-workers.log"
+        f"    stopped {how}, exit code {gateway.get('exit_code')}; {logged} warnings or errors in "
+        f"bench/results/gateway-workers-{workers}.log"
     )
-    acc = phase.get("accounting") or {}
+    acc = gateway.get("accounting") or {}
     if "per_model" not in acc:
-        return [f"  2 workers' usage check failed: {acc.get('error', 'not run')[:200]}", stopped]
+        return [f"  {workers} workers' usage check failed: {acc.get('error', 'not run')[:200]}", stopped]
     counts = ", ".join(
         f"{model} {c['recorded']:,} recorded / {c['sent_completed']:,} completed"
         for model, c in acc["per_model"].items()
     )
-    verdict = {True: "yes", False: "NO", None: "unknown"}[phase.get("complete")]
+    verdict = {True: "yes", False: "NO", None: "unknown"}[gateway.get("complete")]
     matches = "yes" if acc.get("balance_matches_ledger") else "NO"
     return [
-        f"  2 workers' usage records (own account): {counts}",
+        f"  {workers} workers' usage records (own account): {counts}",
         f"    every request recorded: {verdict}; balance equals ledger sum: {matches}; "
         f"open holds after stop: {acc.get('open_holds')}",
         stopped,
@@ -162,16 +196,26 @@ def _bookkeeping(phase: dict) -> list[str]:
 
 
 def _workers(phase: dict, cores: int) -> list[str]:
-    """The two-worker gateway beside the one-process gateway, per model, then its own bookkeeping."""
-    lines = [_row("", "1 worker", "2 workers", "2 / 1")]
-    for model, run in phase["models"].items():
-        lines.append(f"  {model}")
-        lines += [f"    could not measure: {run['error']}"] if "error" in run else _scaling(run)
+    """The scale-out curve per model, then each N-worker gateway's own bookkeeping."""
+    header = _curve_row("workers", "req/s", "1 before", "N / 1", "per worker", "CPU", "each (% core)",
+                        "CPU/req", "p50", "p99", "cores")  # fmt: skip
+    lines = [header]
+    models = list(dict.fromkeys(m for g in phase["counts"].values() for m in g.get("models", {})))
+    for model in models:
+        lines += _curve_model(phase, model)
+    for n, gateway in phase["counts"].items():
+        if "error" in gateway:
+            lines.append(f"  {n} workers: could not start: {gateway['error'][:200]}")
+        else:
+            lines += _bookkeeping(n, gateway)
+    lines += _neighbours_of(phase)
+    lines.append("  1 before: the one-process gateway measured just before; CPU: all the gateway's processes, "
+                 "% of a core; cores: the machine's busy cores")  # fmt: skip
     shared = (
         f"  this machine's {cores} cores are shared by the load generator, the upstream, PostgreSQL, Redis"
     )
-    limit = ": two workers cannot double throughput here" if cores <= 2 else ""
-    return [*lines, *_bookkeeping(phase), shared, f"  and the gateway{limit}"]
+    limit = ": more workers cannot multiply throughput here" if cores <= 2 else ""
+    return [*lines, shared, f"  and the gateway{limit}"]
 
 
 def _section(results: dict, name: str, title: str, body) -> list[str]:
@@ -229,11 +273,12 @@ def render(results: dict) -> str:
             "paid_added_p50_1c", None))),
         ("paid_32c", "paid model, 32 connections", lambda p: _throughput(p, verdicts, (
             "paid_rps_32c", "paid_non2xx_32c"))),
-        ("workers_32c", "gateway workers, 32 connections: uvicorn --workers 2 beside one process, back to back",
-         lambda p: _workers(p, m["cpu_count"])),
+        ("workers_32c", f"gateway workers, 32 connections: {o.get('server', 'uvicorn').replace('both', 'uvicorn')} "
+         "--workers N beside one process, back to back", lambda p: _workers(p, m["cpu_count"])),
     )  # fmt: skip
     for name, title, body in sections:
         lines += _section(results, name, title, body)
+    lines += servers.render(results)
     passed = sum(v["status"] == "PASS" for v in results["targets"])
     counted = sum(v["status"] != "SKIP" for v in results["targets"])
     lines += ["", f"targets met: {passed} of {counted}", *notes(results)]
@@ -288,7 +333,9 @@ def notes(results: dict) -> list[str]:
         out.append(f"    {item['count']:>5} x {item['exception'][:110]}")
     if "exit_code" in gateway:
         how = "stopped gracefully" if gateway.get("graceful_stop") else "did NOT stop on SIGTERM (killed)"
-        out.append(f"  - gateway {how}; exit code {gateway['exit_code']} (-15: uvicorn re-raises SIGTERM)")
+        server = gateway.get("server", "uvicorn")
+        why = " (-15: uvicorn re-raises SIGTERM)" if server == "uvicorn" else ""
+        out.append(f"  - {server} gateway {how}; exit code {gateway['exit_code']}{why}")
     for phase_name, phase in results["phases"].items():
         for side in ("direct", "gateway"):
             warm = (phase.get(side) or {}).get("warmup", {}) if isinstance(phase, dict) else {}
