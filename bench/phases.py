@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bench import ttfc, wrk
 from bench.procs import busiest, cpu_seconds, cpu_snapshot, machine_jiffies, rss_bytes
@@ -223,6 +223,16 @@ def rss_growth(ctx: Ctx, warm_requests: int, requests: int, rps_hint: float) -> 
     }
 
 
+def post(url: str, data: bytes, headers: dict) -> tuple[int, bytes, Any]:
+    """One POST: its status, body and headers, an error status included (OSError when nothing answered)."""
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, resp.read(), resp.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers
+
+
 def probe(ctx: Ctx, target: str, model: str, *, stream: bool = False, endpoint: str = "chat") -> dict:
     """One request, to see (and record) exactly what the client gets before putting load on it."""
     url = ctx.url(target, endpoint)
@@ -230,13 +240,9 @@ def probe(ctx: Ctx, target: str, model: str, *, stream: bool = False, endpoint: 
     data = json.dumps(make(model, stream=True) if stream else make(model)).encode()
     headers = {"Authorization": f"Bearer {ctx.bearer(target)}", "Content-Type": "application/json"}
     headers.update(ENDPOINTS[side(target, endpoint)].headers)
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            status, body, got = resp.status, resp.read(), resp.headers
-    except urllib.error.HTTPError as exc:
-        status, body, got = exc.code, exc.read(), exc.headers
+        status, body, got = post(url, data, headers)
     except OSError as exc:
         return {"model": model, "stream": stream, "error": str(exc)}
     if target == "gateway":

@@ -131,7 +131,6 @@ def _pair(first: dict, second: dict, connections: int) -> list[str]:
 
 
 def _bookkeeping(info: dict) -> list[str]:
-    acc = info.get("accounting") or {}
     how = "gracefully" if info.get("graceful_stop") else "NOT gracefully (killed)"
     log = info.get("log", {})
     logged = sum(item["count"] for item in log.get("records", []) + log.get("exceptions", []))
@@ -139,20 +138,7 @@ def _bookkeeping(info: dict) -> list[str]:
         f"  {SECOND} {info.get('version')}: stopped {how}, exit code {info.get('exit_code')}; {logged} warnings "
         f"or errors in bench/results/gateway-{SECOND}.log"
     ]
-    if "per_model" not in acc:
-        return [*lines, f"  {SECOND}'s usage check failed: {acc.get('error', 'not run')[:200]}"]
-    counts = ", ".join(
-        f"{model} {c['recorded']:,} recorded / {c['sent_completed']:,} completed"
-        for model, c in acc["per_model"].items()
-    )
-    verdict = {True: "yes", False: "NO", None: "unknown"}[info.get("complete")]
-    matches = "yes" if acc.get("balance_matches_ledger") else "NO"
-    return [
-        *lines,
-        f"  {SECOND}'s usage records (own account): {counts}",
-        f"    every request recorded: {verdict}; balance equals ledger sum: {matches}; "
-        f"open holds after stop: {acc.get('open_holds')}",
-    ]
+    return [*lines, *account_lines(f"{SECOND}'s", info)]
 
 
 def render(results: dict) -> list[str]:
@@ -174,3 +160,21 @@ def render(results: dict) -> list[str]:
             continue
         lines += ["  " + line for line in _pair(first, second, connections)]
     return lines + _bookkeeping(info)
+
+
+def account_lines(whose: str, gateway: dict) -> list[str]:
+    """A gateway's own account after its stop: records against requests sent, and the money."""
+    acc = gateway.get("accounting") or {}
+    if "per_model" not in acc:
+        return [f"  {whose} usage check failed: {acc.get('error', 'not run')[:200]}"]
+    counts = ", ".join(
+        f"{model} {c['recorded']:,} recorded / {c['sent_completed']:,} completed"
+        for model, c in acc["per_model"].items()
+    )
+    verdict = {True: "yes", False: "NO", None: "unknown"}[gateway.get("complete")]
+    matches = "yes" if acc.get("balance_matches_ledger") else "NO"
+    return [
+        f"  {whose} usage records (own account): {counts}",
+        f"    every request recorded: {verdict}; balance equals ledger sum: {matches}; "
+        f"open holds after stop: {acc.get('open_holds')}",
+    ]

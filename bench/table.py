@@ -178,21 +178,7 @@ def _bookkeeping(workers: str, gateway: dict) -> list[str]:
         f"    stopped {how}, exit code {gateway.get('exit_code')}; {logged} warnings or errors in "
         f"bench/results/gateway-workers-{workers}.log"
     )
-    acc = gateway.get("accounting") or {}
-    if "per_model" not in acc:
-        return [f"  {workers} workers' usage check failed: {acc.get('error', 'not run')[:200]}", stopped]
-    counts = ", ".join(
-        f"{model} {c['recorded']:,} recorded / {c['sent_completed']:,} completed"
-        for model, c in acc["per_model"].items()
-    )
-    verdict = {True: "yes", False: "NO", None: "unknown"}[gateway.get("complete")]
-    matches = "yes" if acc.get("balance_matches_ledger") else "NO"
-    return [
-        f"  {workers} workers' usage records (own account): {counts}",
-        f"    every request recorded: {verdict}; balance equals ledger sum: {matches}; "
-        f"open holds after stop: {acc.get('open_holds')}",
-        stopped,
-    ]
+    return [*servers.account_lines(f"{workers} workers'", gateway), stopped]
 
 
 def _workers(phase: dict, cores: int) -> list[str]:

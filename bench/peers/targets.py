@@ -25,14 +25,12 @@ import json
 import os
 import re
 import secrets
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import procs
 from bench.peers.install import Installed
-from bench.phases import DIRECT_KEY, PATH
+from bench.phases import DIRECT_KEY, PATH, post
 from bench.setup import FREE_MODEL, PAID_MODEL, PROMPT, UPSTREAM_MODEL, chat_body
 
 ANSWER = f"You said: {PROMPT}"  # what the fake upstream's echo model answers to every target's body
@@ -134,12 +132,8 @@ def probe(target: Target, after: tuple[str, int] | None = None) -> dict:
     """
     data = json.dumps(chat_body(target.model)).encode()
     headers = {"Authorization": f"Bearer {target.key}", "Content-Type": "application/json", **target.headers}
-    request = urllib.request.Request(target.url, data=data, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            status, body, got = resp.status, resp.read(), resp.headers
-    except urllib.error.HTTPError as exc:
-        status, body, got = exc.code, exc.read(), exc.headers
+        status, body, got = post(target.url, data, headers)
     except OSError as exc:
         return {"ok": False, "error": str(exc)}
     text = body[:600].decode("utf-8", "replace")
